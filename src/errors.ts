@@ -22,6 +22,8 @@ export interface Issue {
   /** Dotted path into the input, e.g. `user_profiles[2].mpid`. */
   field: string;
   message: string;
+  /** Set when the issue has its own code (e.g. NO_IDENTITY); otherwise the error's code applies. */
+  code?: ErrorCode;
 }
 
 export class SyncError extends Error {

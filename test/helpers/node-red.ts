@@ -26,6 +26,19 @@ export type NodeType = keyof typeof NODE_FILES;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Initializer = (RED: any) => void;
 
+/** Our en-US message catalogs, interpolated the way i18next does (`__name__`). */
+const catalog: Record<string, unknown> = {};
+const localesDir = path.join(__dirname, '..', '..', 'nodes', 'locales', 'en-US');
+for (const f of fs.readdirSync(localesDir)) {
+  if (f.endsWith('.json')) Object.assign(catalog, JSON.parse(fs.readFileSync(path.join(localesDir, f), 'utf8')));
+}
+export function translate(key: string, vars: Record<string, unknown> = {}): string {
+  let v: unknown = catalog;
+  for (const part of key.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
+  if (typeof v !== 'string') return key;
+  return v.replace(/__(\w+)__/g, (_, name: string) => String(vars[name] ?? ''));
+}
+
 let httpNodeApp: http.RequestListener | undefined;
 let httpServer: http.Server | undefined;
 
@@ -36,6 +49,7 @@ export function nodeModules(...types: NodeType[]): Initializer[] {
   const [first, ...rest] = mods;
   const wrapped: Initializer = (RED) => {
     httpNodeApp = RED.httpNode;
+    RED._ = translate; // the helper's RED._ returns keys; use our real en-US catalog so messages read as users see them
     return first(RED);
   };
   return [wrapped, ...rest];

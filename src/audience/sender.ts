@@ -1,0 +1,218 @@
+import type { ErrorCode } from '../errors';
+import { backoffDelay, type BackoffPolicy } from '../mixpanel/backoff';
+import type { EngageOutcome, EngagePost } from '../mixpanel/engage-client';
+import type { AudienceStore, OutboxItem } from '../store/audience-store';
+
+export type SenderPhase = 'idle' | 'sending' | 'retrying' | 'paused' | 'store-error';
+
+export interface SenderState {
+  phase: SenderPhase;
+  reason?: string;
+  retryAt?: number;
+}
+
+export interface SenderEvents {
+  acked(items: OutboxItem[]): void;
+  dead(items: OutboxItem[], reason: string, code: ErrorCode): void;
+  state(state: SenderState): void;
+}
+
+export interface SenderOptions {
+  store: AudienceStore;
+  scope: string;
+  token: () => string;
+  post: EngagePost;
+  batchSize: number;
+  flushMs: number;
+  concurrency: number;
+  retryWindowMs: number;
+  backoff: BackoffPolicy;
+  /** While paused on 401/403, try one batch again this often (a revoked token may come back). */
+  authRetryMs: number;
+  /** A claimed batch is invisible to other senders this long; after a crash it becomes due again. */
+  leaseMs?: number;
+  /** Split requests above this many bytes (no byte limit is documented for /engage; stay well below /import's 10 MB). */
+  maxBytes?: number;
+  /** An update is dead only after the retry window AND at least this many attempts. */
+  minAttempts?: number;
+  now?: () => number;
+  events: SenderEvents;
+}
+
+/** One `$set` profile update in Mixpanel's format. `$ignore_time`: an audience sync is not user activity. */
+export function toEngageUpdate(token: string, item: Pick<OutboxItem, 'distinctId' | 'props'>) {
+  return { $token: token, $distinct_id: item.distinctId, $ip: '0', $ignore_time: true, $set: item.props };
+}
+
+/**
+ * Drains one scope's outbox to `/engage`: claims due profiles in batches of ≤ 2000, sends their latest desired state,
+ * and settles each batch by what Mixpanel answered — ack, retry with backoff (the whole sender waits, so a rate limit
+ * is not hammered by the other workers), bisect on 400/413/`status:0` so one bad profile cannot take good ones down
+ * with it, or pause on 401/403. All state is in the store; this object holds only timers.
+ */
+export class AudienceSender {
+  private readonly o: Required<Omit<SenderOptions, 'events'>> & { events: SenderEvents };
+  private timer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+  private inflight = new Set<Promise<void>>();
+  private pumping = false;
+  private closed = false;
+  private paused = false;
+  private blockedUntil = 0;
+  private failures = 0;
+
+  constructor(opts: SenderOptions) {
+    this.o = { leaseMs: 120000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...opts };
+  }
+
+  /** New work was queued: send it after the flush window (changes to the same profile meanwhile coalesce). */
+  kick(delayMs = this.o.flushMs): void {
+    if (this.closed) return;
+    this.schedule(this.o.now() + delayMs);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Stops sending. In-flight requests finish (or time out) and settle in the store; nothing is left half-done. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  private schedule(at: number): void {
+    if (this.closed || at >= this.wakeAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.wakeAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.wakeAt = Infinity;
+      void this.pump();
+    }, Math.max(0, at - this.o.now()));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    const { store, scope } = this.o;
+    try {
+      while (!this.closed && !this.paused && this.inflight.size < this.o.concurrency) {
+        const now = this.o.now();
+        if (now < this.blockedUntil) {
+          this.schedule(this.blockedUntil);
+          break;
+        }
+        const items = await store.claimDue(scope, this.o.batchSize, now, this.o.leaseMs);
+        if (items.length === 0) {
+          const next = await store.nextDueAt(scope);
+          if (next !== undefined) this.schedule(Math.max(next, now + 50));
+          break;
+        }
+        this.o.events.state({ phase: 'sending' });
+        const run: Promise<void> = this.sendBatch(items)
+          .catch((err: unknown) => this.storeFailed(err))
+          .finally(() => {
+            this.inflight.delete(run);
+            if (!this.closed) void this.pump();
+          });
+        this.inflight.add(run);
+      }
+    } catch (err) {
+      this.storeFailed(err);
+    } finally {
+      this.pumping = false;
+    }
+    if (!this.closed && !this.paused && this.inflight.size === 0 && this.o.now() >= this.blockedUntil && this.wakeAt === Infinity) {
+      this.o.events.state({ phase: 'idle' });
+    }
+  }
+
+  private storeFailed(err: unknown): void {
+    const reason = err instanceof Error ? err.message : String(err);
+    this.o.events.state({ phase: 'store-error', reason });
+    this.schedule(this.o.now() + 2000); // the store may come back (Redis restarts): try again soon, never give up
+  }
+
+  private async sendBatch(items: OutboxItem[]): Promise<void> {
+    const token = this.o.token();
+    const encoded = items.map((i) => JSON.stringify(toEngageUpdate(token, i)));
+    // Split by bytes first: a batch of many large profiles may exceed what one request should carry.
+    let start = 0;
+    let bytes = 2;
+    for (let i = 0; i < items.length; i++) {
+      if (i > start && bytes + encoded[i].length + 1 > this.o.maxBytes) {
+        await this.sendChunk(items.slice(start, i), encoded.slice(start, i));
+        start = i;
+        bytes = 2;
+      }
+      bytes += encoded[i].length + 1;
+    }
+    await this.sendChunk(items.slice(start), encoded.slice(start));
+  }
+
+  private async sendChunk(items: OutboxItem[], encoded: string[]): Promise<void> {
+    if (items.length === 0) return;
+    const { store, scope } = this.o;
+    if (this.closed || this.paused || this.o.now() < this.blockedUntil) {
+      await store.retryLater(scope, items, Math.max(this.blockedUntil, this.o.now()));
+      return;
+    }
+    const outcome: EngageOutcome = this.o.token()
+      ? await this.o.post(`[${encoded.join(',')}]`)
+      : { kind: 'auth', status: 0, reason: 'no Mixpanel token is configured' };
+    const now = this.o.now();
+    switch (outcome.kind) {
+      case 'ok':
+        this.failures = 0;
+        await store.ack(scope, items, now);
+        this.o.events.acked(items);
+        return;
+      case 'rejected':
+      case 'too-large':
+        if (items.length > 1) {
+          // Mixpanel judges a batch as a whole: halve it until the bad update is alone, so the good ones still land.
+          const mid = items.length >> 1;
+          await this.sendChunk(items.slice(0, mid), encoded.slice(0, mid));
+          await this.sendChunk(items.slice(mid), encoded.slice(mid));
+          return;
+        }
+        await store.bury(scope, items.map((item) => ({ item, reason: outcome.reason })), now);
+        this.o.events.dead(items, outcome.reason, 'MIXPANEL_REJECTED');
+        return;
+      case 'auth':
+        this.paused = true;
+        await store.retryLater(scope, items, now);
+        this.o.events.state({ phase: 'paused', reason: outcome.reason });
+        this.resumeLater();
+        return;
+      case 'retry': {
+        const delay = backoffDelay(this.o.backoff, this.failures, outcome.retryAfterMs);
+        this.failures += 1;
+        this.blockedUntil = Math.max(this.blockedUntil, now + delay);
+        const expired = items.filter((i) => now - i.queuedAt >= this.o.retryWindowMs && i.attempts + 1 >= this.o.minAttempts);
+        const keep = items.filter((i) => !expired.includes(i));
+        if (expired.length) {
+          const reason = `gave up after ${Math.round(this.o.retryWindowMs / 1000)} s of retries: ${outcome.reason}`;
+          await store.bury(scope, expired.map((item) => ({ item, reason })), now);
+          this.o.events.dead(expired, reason, outcome.status === 429 ? 'MIXPANEL_RATE_LIMITED' : 'MIXPANEL_UNAVAILABLE');
+        }
+        if (keep.length) await store.retryLater(scope, keep, this.blockedUntil);
+        this.o.events.state({ phase: 'retrying', reason: outcome.reason, retryAt: this.blockedUntil });
+        this.schedule(this.blockedUntil);
+        return;
+      }
+    }
+  }
+
+  private resumeLater(): void {
+    const t = setTimeout(() => {
+      if (this.closed) return;
+      this.paused = false;
+      void this.pump();
+    }, this.o.authRetryMs);
+    t.unref?.();
+  }
+}
