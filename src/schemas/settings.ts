@@ -21,7 +21,8 @@ export const REGION_HOSTS: Record<Exclude<(typeof REGIONS)[number], 'custom'>, s
 
 export const MixpanelConfigSettings = z.object({
   name: z.string().default(''),
-  region: z.enum(REGIONS).default('us'),
+  // `${MIXPANEL_REGION}` substitutes to '' when the variable is unset: that means the default region.
+  region: z.preprocess((v) => (v === '' ? undefined : v), z.enum(REGIONS).default('us')),
   apiHost: z.string().default(''),
   dryRun: bool(false),
 }).superRefine((s, ctx) => {
