@@ -19,6 +19,10 @@ const MAX_WAITING = 10000;
 interface Tuning {
   backoff?: Partial<BackoffPolicy>;
   authRetryMs?: number;
+  requestTimeoutMs?: number;
+  /** Overrides the node's retryWindowSec (milliseconds; tests use it to reach the give-up path quickly). */
+  retryWindowMs?: number;
+  minAttempts?: number;
 }
 
 interface AudienceOutDef extends NodeDef {
@@ -65,7 +69,7 @@ export = function (RED: NodeAPI) {
     const scope = node.id;
     const dryRun = config.settings.dryRun;
     const tuning = ((RED.settings as unknown as { mixpanelSync?: Tuning }).mixpanelSync) ?? {};
-    const engage = dryRun ? { post: dryRunPost, close() {} } : createEngagePost(config.apiHost);
+    const engage = dryRun ? { post: dryRunPost, close() {} } : createEngagePost(config.apiHost, { timeoutMs: tuning.requestTimeoutMs });
     const tracker = new DeliveryTracker();
 
     let phase: SenderState = { phase: 'idle' };
@@ -97,7 +101,8 @@ export = function (RED: NodeAPI) {
       batchSize: settings.batchSize,
       flushMs: settings.flushMs,
       concurrency: settings.concurrency,
-      retryWindowMs: settings.retryWindowSec * 1000,
+      retryWindowMs: tuning.retryWindowMs ?? settings.retryWindowSec * 1000,
+      minAttempts: tuning.minAttempts,
       backoff: { ...MIXPANEL_BACKOFF, ...tuning.backoff },
       authRetryMs: tuning.authRetryMs ?? 5 * 60000,
       events: {

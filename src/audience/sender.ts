@@ -62,7 +62,8 @@ export class AudienceSender {
   private failures = 0;
 
   constructor(opts: SenderOptions) {
-    this.o = { leaseMs: 120000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...opts };
+    const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SenderOptions;
+    this.o = { leaseMs: 120000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...defined };
   }
 
   /** New work was queued: send it after the flush window (changes to the same profile meanwhile coalesce). */

@@ -13,7 +13,8 @@ export interface ScriptedReply {
   body?: string;
   headers?: Record<string, string>;
 }
-export type Step = ScriptedReply | 'drop';
+/** 'drop' resets the connection; 'hang' never answers; `delayMs` answers normally after a pause. */
+export type Step = ScriptedReply | 'drop' | 'hang' | { delayMs: number };
 
 export interface EngageRequest {
   url: string;
@@ -38,9 +39,12 @@ export class FakeMixpanel {
   validTokens: Set<string> | undefined;
   private server: http.Server | undefined;
 
-  async start(): Promise<string> {
+  /** Answers every request this long after it arrived (a slow Mixpanel), unless a scripted step says otherwise. */
+  delayMs = 0;
+
+  async start(port = 0): Promise<string> {
     this.server = http.createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     return this.url;
   }
 
@@ -81,6 +85,19 @@ export class FakeMixpanel {
         req.socket.destroy();
         return;
       }
+      if (step === 'hang') return;
+      const delay = step && 'delayMs' in step ? step.delayMs : this.delayMs;
+      if (delay > 0) {
+        setTimeout(() => this.answer(req, res, record, url, body, undefined), delay);
+        return;
+      }
+      this.answer(req, res, record, url, body, step as ScriptedReply | undefined);
+    });
+  }
+
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, record: EngageRequest, url: URL, body: string, step: ScriptedReply | undefined): void {
+    {
+      if (res.destroyed) return;
       if (step) return this.reply(res, record, step.status, step.body ?? '', step.headers);
       if (req.method !== 'POST' || url.pathname !== '/engage') return this.reply(res, record, 404, '{"error":"not found","status":0}');
       if (Buffer.byteLength(body) > this.maxBytes) {
@@ -95,7 +112,7 @@ export class FakeMixpanel {
         this.profiles.set(id, { ...(this.profiles.get(id) ?? {}), ...(u.$set as Record<string, unknown>) });
       }
       return this.reply(res, record, 200, verbose ? JSON.stringify({ status: 1, error: null }) : '1');
-    });
+    }
   }
 
   private validate(r: EngageRequest): string | 'auth' | undefined {
