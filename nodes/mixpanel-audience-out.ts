@@ -130,7 +130,7 @@ export = function (RED: NodeAPI) {
     if (!settings.useMixpanelPeople) node.warn(RED._('mixpanel-audience-out.warn.people-off'));
     if (!dryRun && !config.token()) setStatus('red', 'ring', 'no-token');
     else refreshStatus();
-    sender.kick(0); // updates left by a crash or an earlier deploy go out first
+    void sender.start(); // updates left by a crash or an earlier deploy go out first
 
     onInput(node, async (msg, send, done) => {
       if (msg.topic === 'stats') {

@@ -63,7 +63,17 @@ export class AudienceSender {
 
   constructor(opts: SenderOptions) {
     const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SenderOptions;
-    this.o = { leaseMs: 120000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...defined };
+    this.o = { leaseMs: 60000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...defined };
+  }
+
+  /** Starts sending: first takes back what a previous run of this sender had claimed but never settled (a crash). */
+  async start(): Promise<void> {
+    try {
+      await this.o.store.recoverLeases(this.o.scope, this.o.now());
+    } catch (err) {
+      this.storeFailed(err);
+    }
+    this.kick(0);
   }
 
   /** New work was queued: send it after the flush window (changes to the same profile meanwhile coalesce). */

@@ -85,6 +85,13 @@ export interface AudienceStore {
    */
   claimDue(scope: string, limit: number, now: number, leaseMs: number): Promise<OutboxItem[]>;
 
+  /**
+   * Called when a sender starts: claims leased by a sender that no longer runs (a crashed or closed process) become
+   * due now instead of waiting out their lease. Embedded backends (one process per file) release every lease; a
+   * backend shared by several processes must not take live leases from another instance and may rely on expiry.
+   */
+  recoverLeases(scope: string, now: number): Promise<void>;
+
   /** Acknowledged by Mixpanel: removes each item whose version is unchanged; otherwise keeps the newer state due now. */
   ack(scope: string, items: OutboxItem[], now: number): Promise<void>;
 

@@ -4,6 +4,7 @@ import type {
 
 interface Row extends OutboxItem {
   dueAt: number;
+  leased: boolean;
 }
 
 interface Scope {
@@ -50,7 +51,7 @@ export class MemoryAudienceStore implements AudienceStore {
           row.count += 1;
         } else {
           s.outbox.set(set.distinctId, {
-            distinctId: set.distinctId, props: { ...set.props }, version, count: 1, attempts: 0, queuedAt: now, dueAt: now,
+            distinctId: set.distinctId, props: { ...set.props }, version, count: 1, attempts: 0, queuedAt: now, dueAt: now, leased: false,
           });
         }
         s.accepted += 1;
@@ -73,6 +74,7 @@ export class MemoryAudienceStore implements AudienceStore {
     due.sort((a, b) => a.dueAt - b.dueAt);
     return due.slice(0, limit).map((r) => {
       r.dueAt = now + leaseMs;
+      r.leased = true;
       return toItem(r);
     });
   }
@@ -91,6 +93,7 @@ export class MemoryAudienceStore implements AudienceStore {
         row.attempts = 0;
         row.queuedAt = now;
         row.dueAt = now;
+        row.leased = false;
       }
     }
   }
@@ -102,6 +105,7 @@ export class MemoryAudienceStore implements AudienceStore {
       if (!row) continue;
       row.attempts += 1;
       row.dueAt = dueAt;
+      row.leased = false;
     }
   }
 
@@ -116,6 +120,16 @@ export class MemoryAudienceStore implements AudienceStore {
       else {
         row.count -= item.count;
         row.dueAt = now;
+        row.leased = false;
+      }
+    }
+  }
+
+  async recoverLeases(scope: string, now: number): Promise<void> {
+    for (const r of this.scope(scope).outbox.values()) {
+      if (r.leased) {
+        r.leased = false;
+        r.dueAt = now;
       }
     }
   }

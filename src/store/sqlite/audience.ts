@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS aud_members (scope TEXT NOT NULL, audience_id TEXT NO
   PRIMARY KEY (scope, audience_id, user_key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aud_outbox (scope TEXT NOT NULL, distinct_id TEXT NOT NULL, props TEXT NOT NULL,
   version INTEGER NOT NULL, count INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-  queued_at INTEGER NOT NULL, due_at INTEGER NOT NULL, PRIMARY KEY (scope, distinct_id));
+  queued_at INTEGER NOT NULL, due_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (scope, distinct_id));
 CREATE INDEX IF NOT EXISTS aud_outbox_due ON aud_outbox (scope, due_at);
 CREATE TABLE IF NOT EXISTS aud_dead (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, distinct_id TEXT NOT NULL,
   props TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
@@ -54,12 +55,13 @@ export class SqliteAudienceStore implements AudienceStore {
           version = excluded.version, count = count + 1`),
       due: db.prepare<[string, number, number], OutboxRow>(`SELECT distinct_id, props, version, count, attempts, queued_at
         FROM aud_outbox WHERE scope = ? AND due_at <= ? ORDER BY due_at LIMIT ?`),
-      lease: db.prepare('UPDATE aud_outbox SET due_at = ? WHERE scope = ? AND distinct_id = ?'),
+      lease: db.prepare('UPDATE aud_outbox SET due_at = ?, leased = 1 WHERE scope = ? AND distinct_id = ?'),
+      recover: db.prepare('UPDATE aud_outbox SET due_at = ?, leased = 0 WHERE scope = ? AND leased = 1'),
       getVersion: db.prepare<[string, string], { version: number }>('SELECT version FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
       delOutbox: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
-      keepNewer: db.prepare(`UPDATE aud_outbox SET count = count - ?, attempts = 0, queued_at = ?, due_at = ?
+      keepNewer: db.prepare(`UPDATE aud_outbox SET count = count - ?, attempts = 0, queued_at = ?, due_at = ?, leased = 0
         WHERE scope = ? AND distinct_id = ?`),
-      retry: db.prepare('UPDATE aud_outbox SET attempts = attempts + 1, due_at = ? WHERE scope = ? AND distinct_id = ?'),
+      retry: db.prepare('UPDATE aud_outbox SET attempts = attempts + 1, due_at = ?, leased = 0 WHERE scope = ? AND distinct_id = ?'),
       addDead: db.prepare('INSERT INTO aud_dead (scope, distinct_id, props, reason, at) VALUES (?, ?, ?, ?, ?)'),
       nextDue: db.prepare<[string], { d: number | null }>('SELECT MIN(due_at) AS d FROM aud_outbox WHERE scope = ?'),
       pending: db.prepare<[string], { pending: number | null; profiles: number }>(
@@ -153,6 +155,10 @@ export class SqliteAudienceStore implements AudienceStore {
       }
       st.bumpDead.run(count, scope);
     }).immediate();
+  }
+
+  async recoverLeases(scope: string, now: number): Promise<void> {
+    this.st.recover.run(now, scope);
   }
 
   async nextDueAt(scope: string): Promise<number | undefined> {
