@@ -12,8 +12,12 @@ import type { MixpanelConfigNode } from './lib/config-types';
 import { onClose, onInput, parseSettings, statusSetter, toError } from './lib/node-kit';
 import { acquireNodeStore } from './lib/store-access';
 
-/** Messages waiting for Mixpanel's acknowledgement at once; past this, messages are answered when stored. */
-const MAX_WAITING = 10000;
+/**
+ * How many profile updates may wait for Mixpanel's acknowledgement in memory. Past this (a long outage with a
+ * backlog), messages are answered as soon as they are stored (`result.queued`), so memory stays bounded while the
+ * backlog itself waits on disk.
+ */
+const MAX_TRACKED = 100000;
 
 /** Advanced tuning from settings.js (`mixpanelSync: {backoff, authRetryMs}`); tests use it to shrink the clock. */
 interface Tuning {
@@ -161,7 +165,7 @@ export = function (RED: NodeAPI) {
         sender.kick();
         refreshStatus();
       }
-      const waitForAck = settings.outputWhen === 'acked' && tracker.size < MAX_WAITING;
+      const waitForAck = settings.outputWhen === 'acked' && tracker.tracked + outcome.queued.length <= MAX_TRACKED;
       const delivery: DeliveryResult = waitForAck
         ? await tracker.track(outcome.queued)
         : { sent: [], failed: [] };

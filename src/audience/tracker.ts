@@ -27,9 +27,16 @@ interface Waiter {
 export class DeliveryTracker {
   private readonly byProfile = new Map<string, Array<{ version: number; waiter: Waiter }>>();
   private waiting = 0;
+  private entries = 0;
 
+  /** Messages waiting. */
   get size(): number {
     return this.waiting;
+  }
+
+  /** Profile versions waited for, over all messages: what the memory bound is about. */
+  get tracked(): number {
+    return this.entries;
   }
 
   track(versions: QueuedVersion[]): Promise<DeliveryResult> {
@@ -38,6 +45,7 @@ export class DeliveryTracker {
     return new Promise((resolve) => {
       const waiter: Waiter = { remaining: versions.length, result, resolve };
       this.waiting += 1;
+      this.entries += versions.length;
       for (const v of versions) {
         const list = this.byProfile.get(v.distinctId);
         if (list) list.push({ version: v.version, waiter });
@@ -60,6 +68,7 @@ export class DeliveryTracker {
     const rest = list.filter((entry) => {
       if (entry.version > item.version) return true;
       record(entry.waiter);
+      this.entries -= 1;
       entry.waiter.remaining -= 1;
       if (entry.waiter.remaining === 0) {
         this.waiting -= 1;
