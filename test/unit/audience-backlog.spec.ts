@@ -48,6 +48,7 @@ describe('backlog while Mixpanel is down', function () {
     }
     global.gc?.();
     const heapGrowthMb = (process.memoryUsage().heapUsed - heapBefore) / 1048576;
+    if (process.env.VERBOSE_TESTS) console.log(`heap growth ${heapGrowthMb.toFixed(1)} MB`);
     const queued = await store.audience.stats('b');
     expect(queued.pending).to.equal(TOTAL);
     expect(heapGrowthMb, `heap grew ${heapGrowthMb.toFixed(1)} MB`).to.be.below(60);
