@@ -1,0 +1,28 @@
+'use strict';
+// The one profile update every tool sends: exactly what mixpanel-audience-out writes for a user who joins audiences
+// 11036 and 11034 with "One attribute per audience" on (about 170 bytes as JSON).
+const PROPS = { SegmentMembership: "'11036','11034'", 'In Aspiring Athenians': true, 'In Ibiza Dreamers': true };
+const AUDIENCES = [{ id: 11036, name: 'Aspiring Athenians' }, { id: 11034, name: 'Ibiza Dreamers' }];
+
+function record(i, token = 't') {
+  return { $token: token, $distinct_id: `cust-${i}`, $ip: '0', $ignore_time: true, $set: { ...PROPS } };
+}
+
+/** The same change as node input: mParticle Firehose profile (batch shape) and the plain form (low-code shape). */
+function firehoseProfile(i) {
+  return {
+    mpid: String(1000000000000 + i),
+    user_identities: [{ type: 'customer', value: `cust-${i}` }],
+    audiences: AUDIENCES.map((a) => ({ audience_id: a.id, audience_name: a.name, action: 'add' })),
+  };
+}
+function firehoseRequest(from, count) {
+  const user_profiles = new Array(count);
+  for (let k = 0; k < count; k++) user_profiles[k] = firehoseProfile(from + k);
+  return { type: 'audience_membership_change_request', id: `bench-${from}`, timestamp_ms: Date.now(), firehose_version: '2.1.0', user_profiles };
+}
+function plainChange(i) {
+  return { user: { customer_id: `cust-${i}` }, audiences: AUDIENCES.map((a) => ({ id: a.id, name: a.name, action: 'add' })) };
+}
+
+module.exports = { PROPS, AUDIENCES, record, firehoseRequest, plainChange };

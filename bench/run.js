@@ -1,0 +1,542 @@
+#!/usr/bin/env node
+// `npm run bench` (full) / `npm run bench -- --quick` (under 3 minutes): this package inside a real node-red process
+// against a local Mixpanel-compatible sink, next to mixpanel-import, the official `mixpanel` client and a bare
+// keep-alive POST loop (the ceiling), all sending the same profile updates to the same sink in one run.
+//   --quick          smaller counts
+//   --json FILE      also write the figures as JSON (always written to bench/results/)
+//   --only a,b       run only these parts (audienceOut,audienceOutSingle,mixpanelImport,mixpanelNode,ceiling,
+//                    rateLimited,burst,cohortIn,identityResolve)
+//   --cpu-prof       run node-red with --cpu-prof (profiles in bench/results/prof/)
+//   --docs           write docs/benchmarks.md (default for a full run)
+// Loopback only; every loop is bounded in count and time. Peer tools live in bench/node_modules (bench/package.json),
+// installed on first run; they are never dependencies of the package.
+'use strict';
+const { execFileSync, fork, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const BENCH = __dirname;
+const ROOT = path.resolve(BENCH, '..');
+const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+const RESULTS = path.join(BENCH, 'results');
+
+// ---- arguments -----------------------------------------------------------------------------------------------------
+const argv = process.argv.slice(2);
+const flag = (f) => argv.includes(f);
+const opt = (f) => {
+  const i = argv.indexOf(f);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const QUICK = flag('--quick');
+const JSON_OUT = opt('--json');
+const ONLY = opt('--only') ? new Set(opt('--only').split(',')) : null;
+const CPU_PROF = flag('--cpu-prof');
+const WRITE_DOCS = flag('--docs') || (!QUICK && !ONLY);
+const want = (k) => !ONLY || ONLY.has(k);
+
+const SIZES = QUICK
+  ? { audienceOut: 150000, single: 15000, importN: 150000, official: 5000, ceiling: 300000, rateLimited: 120000, burst: 200000 }
+  : { audienceOut: 500000, single: 50000, importN: 500000, official: 20000, ceiling: 1000000, rateLimited: 300000, burst: 1000000 };
+const PER_MSG = 1000; // users per batch-shaped message (an mParticle Firehose audience_membership_change_request)
+const RATE_LIMIT = 30000;
+
+const log = (...a) => console.error('[bench]', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const round = (x, d = 0) => (typeof x === 'number' && Number.isFinite(x) ? Number(x.toFixed(d)) : x);
+
+// ---- helpers ---------------------------------------------------------------------------------------------------------
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function request(port, p, body, timeoutMs = 15000) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: data === undefined ? 'GET' : 'POST', agent: false, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json' } : {} }, (res) => {
+      const chunks = [];
+      res.on('data', (b) => chunks.push(b));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        try {
+          const o = JSON.parse(text);
+          if (res.statusCode !== 200) reject(new Error(o.error || `HTTP ${res.statusCode}`));
+          else resolve(o);
+        } catch {
+          reject(new Error(`bad control reply: ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`control request ${p} timed out`)));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+function vmHwmMb(pid) {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function ensureBenchDeps() {
+  if (fs.existsSync(path.join(BENCH, 'node_modules', 'mixpanel-import', 'package.json')) && fs.existsSync(path.join(BENCH, 'node_modules', 'mixpanel', 'package.json'))) return;
+  log('installing the peer tools into bench/node_modules (first run; npm ci from bench/package-lock.json)…');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: BENCH, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+// ---- the sink ----------------------------------------------------------------------------------------------------------
+async function startSink() {
+  const child = fork(path.join(BENCH, 'lib', 'sink.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ports = await new Promise((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`sink exited with ${code}`)));
+  });
+  const ctl = (p) => request(ports.controlPort, p, undefined);
+  return {
+    url: `http://127.0.0.1:${ports.engagePort}`,
+    stats: () => ctl('/stats'),
+    reset: (n) => ctl(`/reset?bits=${n}`),
+    rate: (r) => ctl(`/mode?rate=${r}`),
+    down: () => ctl('/down'),
+    up: () => ctl('/up'),
+    stop: () => child.kill('SIGTERM'),
+    pid: child.pid,
+  };
+}
+
+// ---- node-red with the packed package ---------------------------------------------------------------------------
+let packed;
+function pack() {
+  if (packed) return packed;
+  const out = path.join(ROOT, '.tmp', 'bench-pack');
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  const name = execFileSync('npm', ['pack', '--silent', '--pack-destination', out], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop();
+  packed = path.join(out, name);
+  return packed;
+}
+
+function audienceFlow(sinkUrl, node) {
+  const tab = 'benchtab000001';
+  return [
+    { id: tab, type: 'tab', label: 'bench' },
+    { id: 'benchmpcfg0001', type: 'mixpanel-config', name: 'sink', region: 'custom', apiHost: sinkUrl, dryRun: false },
+    {
+      id: 'benchgen000001', type: 'function', z: tab, name: 'generator', func: 'return null;', outputs: 1, timeout: 0, noerr: 0,
+      initialize: "global.get('bench').register(node);", finalize: '', libs: [], wires: [['benchaud000001']],
+    },
+    {
+      id: 'benchaud000001', type: 'mixpanel-audience-out', z: tab, name: '', mixpanel: 'benchmpcfg0001', store: '',
+      useMixpanelPeople: true, perAudienceAttribute: true, identityTargets: ['customer_id', 'android_uuid', 'ios_advertising_id', 'ios_idfv'],
+      targetMode: 'each', cleanupOnRemove: true, outputWhen: 'acked', batchSize: 2000, flushMs: 250, concurrency: 2, retryWindowSec: 86400,
+      ...node, wires: [['benchcol000001']],
+    },
+    { id: 'benchcol000001', type: 'function', z: tab, name: 'collector', func: "global.get('bench').out(msg);\nreturn null;", outputs: 0, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], wires: [] },
+    { id: 'benchcat000001', type: 'catch', z: tab, name: '', scope: ['benchaud000001'], uncaught: false, wires: [['benchcer000001']] },
+    { id: 'benchcer000001', type: 'function', z: tab, name: 'errors', func: "global.get('bench').err(msg);\nreturn null;", outputs: 0, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], wires: [] },
+  ];
+}
+
+async function startRed(label, flows, credentials, tuning = {}) {
+  const userDir = path.join(ROOT, '.tmp', `bench-${label}-${process.pid}`);
+  fs.rmSync(userDir, { recursive: true, force: true });
+  const modules = path.join(userDir, 'node_modules', PKG.name);
+  fs.mkdirSync(modules, { recursive: true });
+  execFileSync('tar', ['-xzf', pack(), '-C', modules, '--strip-components=1']);
+  fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'bench', private: true, dependencies: { [PKG.name]: PKG.version } }));
+  const port = await freePort();
+  const ctlPort = await freePort();
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
+  fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(credentials));
+  fs.writeFileSync(path.join(userDir, 'settings.js'), `module.exports = {
+    uiHost: '127.0.0.1', uiPort: ${port}, flowFile: 'flows.json', credentialSecret: false,
+    telemetry: { enabled: false }, diagnostics: { enabled: false },
+    editorTheme: { tours: false, projects: { enabled: false }, palette: { catalogues: [] } },
+    functionGlobalContext: { bench: require(${JSON.stringify(path.join(BENCH, 'lib', 'red-driver.js'))}) },
+    mixpanelSync: ${JSON.stringify(tuning)},
+    logging: { console: { level: 'info', metrics: false, audit: false } },
+  };`);
+  const nodeArgs = [];
+  if (CPU_PROF) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'prof')}`, `--cpu-prof-name=node-red-${label}-${Date.now()}.cpuprofile`);
+  const proc = spawn(process.execPath, [...nodeArgs, require.resolve('node-red/red.js', { paths: [ROOT] }), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+    env: { ...process.env, BENCH_CTL_PORT: String(ctlPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node-red did not start:\n${out.join('')}`)), 30000);
+    proc.stdout.on('data', (b) => {
+      out.push(b.toString());
+      if (out.length > 200) out.splice(0, 100);
+      if (/Started flows/.test(b.toString())) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.stderr.on('data', (b) => out.push(b.toString()));
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node-red exited with ${code}:\n${out.join('')}`));
+    });
+  });
+  const ctl = (p, body) => request(ctlPort, p, body);
+  for (let i = 0; i < 100 && !(await ctl('/status')).registered; i++) await sleep(50);
+  return {
+    pid: proc.pid,
+    out,
+    ctl,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 15000);
+        await exited;
+        clearTimeout(t);
+      }
+      fs.rmSync(userDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts a run in node-red and polls until every message came out (or the deadline). */
+async function driveRed(red, cfg, deadlineMs) {
+  await red.ctl('/run', { ...cfg, deadlineMs });
+  const until = Date.now() + deadlineMs + 5000;
+  for (;;) {
+    await sleep(200);
+    const s = await red.ctl('/status');
+    if (!s.running || Date.now() > until) return s;
+  }
+}
+
+async function waitFor(cond, ms, step = 200) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > until) return undefined;
+    await sleep(step);
+  }
+}
+
+function runPeer(tool, sinkUrl, n, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(BENCH, 'lib', 'peers.js'), tool, sinkUrl, String(n), JSON.stringify(opts)], { cwd: BENCH, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b) => {
+      stdout += b;
+      if (stdout.length > 1e6) stdout = stdout.slice(-1e5);
+    });
+    child.stderr.on('data', (b) => {
+      stderr += b;
+      if (stderr.length > 1e5) stderr = stderr.slice(-2e4);
+    });
+    child.once('exit', () => {
+      const line = stdout.trim().split('\n').pop();
+      try {
+        const r = JSON.parse(line);
+        if (r.error) reject(new Error(`${tool}: ${r.error}\n${stderr.slice(-2000)}`));
+        else resolve(r);
+      } catch {
+        reject(new Error(`${tool} printed no result:\n${stdout.slice(-1000)}\n${stderr.slice(-2000)}`));
+      }
+    });
+  });
+}
+
+// ---- the parts -----------------------------------------------------------------------------------------------------------
+const results = {};
+const details = {};
+
+async function benchAudienceOut(sink, key, { n, perMsg, shape, window }) {
+  await sink.reset(n + 1);
+  const red = await startRed(key, audienceFlow(sink.url, {}), { benchmpcfg0001: { token: 't' } });
+  try {
+    const s0 = await sink.stats();
+    const s = await driveRed(red, { n, perMsg, shape, window }, QUICK ? 60000 : 180000);
+    const k = await sink.stats();
+    const peak = vmHwmMb(red.pid);
+    const d = {
+      n, perMsg, shape, window, finished: s.finished, acked: s.acked, failed: s.failed, rejected: s.rejected, errors: s.errors, errorSamples: s.errorSamples,
+      wallSec: s.wallSec, cpuSec: s.cpuSec, sinkRequests: k.requests - s0.requests, sinkRecords: k.records, sinkUnique: k.unique,
+      sinkDuplicates: k.duplicates, sinkRejected: k.rejectedRequests, sinkMaxBatch: k.maxBatch, sinkCpuSec: k.cpuSec - s0.cpuSec,
+      p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, sampledPeakRssMb: s.peakRssMb, peakRssMb: peak,
+    };
+    details[key] = d;
+    return {
+      updatesPerSec: round(s.outUpdates / s.wallSec),
+      requestsPer1000: round((d.sinkRequests / Math.max(1, k.unique)) * 1000, 3),
+      p50Ms: round(s.p50Ms, 1), p99Ms: round(s.p99Ms, 1), peakRssMb: round(peak, 1),
+      cpuSecPer100k: round(s.cpuSec / (n / 100000), 3),
+      delivered: k.unique, lost: n - k.unique,
+    };
+  } finally {
+    await red.stop();
+  }
+}
+
+async function benchPeer(sink, key, tool, n, opts) {
+  await sink.reset(n + 1);
+  const s0 = await sink.stats();
+  const r = await runPeer(tool, sink.url, n, opts);
+  const k = await sink.stats();
+  details[key] = { ...r, sinkRequests: k.requests - s0.requests, sinkUnique: k.unique, sinkDuplicates: k.duplicates, sinkRejected: k.rejectedRequests, sinkCpuSec: k.cpuSec - s0.cpuSec };
+  return {
+    updatesPerSec: round(k.unique / r.wallSec),
+    requestsPer1000: round(((k.requests - s0.requests) / Math.max(1, k.unique)) * 1000, 3),
+    peakRssMb: round(r.peakRssMb, 1),
+    cpuSecPer100k: round(r.cpuSec / (n / 100000), 3),
+    delivered: k.unique, lost: n - k.unique,
+  };
+}
+
+async function benchRateLimited(sink) {
+  const n = SIZES.rateLimited;
+  // This package, production defaults (backoff 2 s doubling to 60 s + 1–5 s jitter), batch-shaped messages.
+  await sink.reset(n + 1);
+  await sink.rate(RATE_LIMIT);
+  const red = await startRed('ratelimited', audienceFlow(sink.url, {}), { benchmpcfg0001: { token: 't' } });
+  let ours;
+  try {
+    const s0 = await sink.stats();
+    const s = await driveRed(red, { n, perMsg: PER_MSG, shape: 'firehose', window: 32 }, QUICK ? 60000 : 150000);
+    const k = await sink.stats();
+    const node = await red.ctl('/stats').catch(() => undefined);
+    ours = { s, k, s0, node };
+  } finally {
+    await red.stop();
+  }
+  // mixpanel-import, defaults, on the same limit.
+  await sink.reset(n + 1);
+  await sink.rate(RATE_LIMIT);
+  const i0 = await sink.stats();
+  const imp = await runPeer('import', sink.url, n, {});
+  const ik = await sink.stats();
+  await sink.rate(0);
+  const { s, k, s0, node } = ours;
+  details.rateLimited = {
+    n, ours: { finished: s.finished, wallSec: s.wallSec, acked: s.acked, failed: s.failed, errors: s.errors, sinkUnique: k.unique, sinkRequests: k.requests - s0.requests, requests429: k.requests429, records429: k.records429, nodeStats: node, p50Ms: s.p50Ms, p99Ms: s.p99Ms },
+    mixpanelImport: { ...imp, sinkUnique: ik.unique, sinkRequests: ik.requests - i0.requests, requests429: ik.requests429, duplicates: ik.duplicates },
+  };
+  const pending = node ? node.pending : undefined;
+  return {
+    allowedPerSec: RATE_LIMIT,
+    achievedPerSec: round(k.unique / s.wallSec),
+    requests429: k.requests429,
+    lost: n - k.unique - (pending || 0) - (node ? 0 : 0),
+    pendingAtEnd: pending,
+    mixpanelImportAchievedPerSec: round(ik.unique / imp.wallSec),
+    mixpanelImport429: ik.requests429,
+    mixpanelImportLost: n - ik.unique,
+  };
+}
+
+async function benchBurst(sink) {
+  const n = SIZES.burst;
+  await sink.reset(n + 1);
+  await sink.down();
+  // outputWhen 'stored' (queued): answered as soon as the change is on disk; the backlog waits in SQLite. The retry
+  // backoff is capped at 5 s here (settings.js mixpanelSync.backoff) so the drain starts promptly once the sink is up.
+  const red = await startRed('burst', audienceFlow(sink.url, { outputWhen: 'queued' }), { benchmpcfg0001: { token: 't' } }, { backoff: { baseMs: 1000, maxMs: 5000, jitterMinMs: 0, jitterMaxMs: 500 } });
+  try {
+    const tq0 = Date.now();
+    const s = await driveRed(red, { n, perMsg: PER_MSG, shape: 'firehose', window: 16 }, QUICK ? 60000 : 180000);
+    const queuedSec = (Date.now() - tq0) / 1000;
+    const mid = await red.ctl('/stats');
+    await sink.up();
+    const td0 = Date.now();
+    await waitFor(async () => (await sink.stats()).unique >= n, QUICK ? 60000 : 180000, 250);
+    const drainSec = (Date.now() - td0) / 1000;
+    const node = await waitFor(async () => {
+      const st = await red.ctl('/stats');
+      return st.pending === 0 ? st : undefined;
+    }, 20000, 250) || await red.ctl('/stats');
+    const k = await sink.stats();
+    const peak = vmHwmMb(red.pid);
+    details.burst = { n, enqueueSec: queuedSec, enqueuePerSec: n / queuedSec, pendingWhileDown: mid.pending, drainSec, drainPerSec: k.unique / drainSec, sinkUnique: k.unique, sinkDuplicates: k.duplicates, sinkRequests: k.requests, nodeStats: node, driver: s };
+    return { updates: n, peakRssMb: round(peak, 1), lost: n - k.unique, enqueuePerSec: round(n / queuedSec), drainPerSec: round(k.unique / drainSec), pendingAtEnd: node.pending };
+  } finally {
+    await red.stop();
+  }
+}
+
+function builtNode(type) {
+  return fs.existsSync(path.join(ROOT, 'dist', 'nodes', `${type}.js`));
+}
+
+// ---- report ----------------------------------------------------------------------------------------------------------------
+const fmt = (x, d = 0) => (x === undefined || x === null ? '–' : typeof x === 'number' ? x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : String(x));
+
+function floors(r) {
+  const f = [];
+  const add = (name, ok, got) => f.push({ name, ok, got });
+  const a = r.audienceOut;
+  const mi = r.mixpanelImport;
+  if (a && typeof a === 'object') {
+    add('audienceOut.updatesPerSec ≥ 30,000', a.updatesPerSec >= 30000, fmt(a.updatesPerSec));
+    if (mi && typeof mi === 'object') add('audienceOut.updatesPerSec ≥ mixpanelImport.updatesPerSec', a.updatesPerSec >= mi.updatesPerSec, `${fmt(a.updatesPerSec)} vs ${fmt(mi.updatesPerSec)}`);
+    add('audienceOut.requestsPer1000 ≤ 0.55', a.requestsPer1000 <= 0.55, fmt(a.requestsPer1000, 3));
+  }
+  const rl = r.rateLimited;
+  if (rl && typeof rl === 'object') {
+    add('rateLimited.achievedPerSec ≥ 90 % of allowed', rl.achievedPerSec >= 0.9 * rl.allowedPerSec, `${fmt(rl.achievedPerSec)} of ${fmt(rl.allowedPerSec)} (${fmt((100 * rl.achievedPerSec) / rl.allowedPerSec, 1)} %)`);
+    add('rateLimited.lost = 0', rl.lost === 0, fmt(rl.lost));
+    add('rateLimited.requests429 < mixpanelImport429', rl.requests429 < rl.mixpanelImport429, `${fmt(rl.requests429)} vs ${fmt(rl.mixpanelImport429)}`);
+  }
+  const b = r.burst;
+  if (b && typeof b === 'object') {
+    add('burst.peakRssMb ≤ 300', b.peakRssMb <= 300, fmt(b.peakRssMb, 1));
+    add('burst.lost = 0', b.lost === 0, fmt(b.lost));
+  }
+  const c = r.cohortIn;
+  if (c && typeof c === 'object') {
+    add('cohortIn.membersPerSec ≥ 50,000', c.membersPerSec >= 50000, fmt(c.membersPerSec));
+    add('cohortIn.p99PageMs ≤ 250', c.p99PageMs <= 250, fmt(c.p99PageMs, 1));
+  }
+  const id = r.identityResolve;
+  if (id && typeof id === 'object') {
+    add('identityResolve.sqlitePerSec ≥ 100,000', id.sqlitePerSec >= 100000, fmt(id.sqlitePerSec));
+    add('identityResolve.redisPerSec ≥ 50,000', id.redisPerSec >= 50000, fmt(id.redisPerSec));
+  }
+  return f;
+}
+
+function table(r, meta) {
+  const lines = [];
+  const row = (cells) => lines.push(`| ${cells.join(' | ')} |`);
+  lines.push(`Mode: ${meta.mode}; ${meta.cpus} CPUs (${meta.cpuModel}); Node ${process.version}; node-red ${meta.nodeRed}; mixpanel-import ${meta.mixpanelImport}; mixpanel ${meta.mixpanel}; load average before: ${meta.load}. Local sink on 127.0.0.1 (own process).`);
+  lines.push('');
+  row(['sender', 'N', 'updates/s', 'requests / 1000', 'p50 ms', 'p99 ms', 'peak RSS MB', 'CPU s / 100k', 'delivered']);
+  row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
+  const line = (name, x, n) => {
+    if (!x) return;
+    if (typeof x !== 'object') return row([name, '', x, '', '', '', '', '', '']);
+    row([name, fmt(n), fmt(x.updatesPerSec), fmt(x.requestsPer1000, 2), fmt(x.p50Ms, 0), fmt(x.p99Ms, 0), fmt(x.peakRssMb, 0), fmt(x.cpuSecPer100k, 2), x.delivered === undefined ? '–' : `${fmt(x.delivered)}${x.lost ? ` (**${fmt(x.lost)} lost**)` : ''}`]);
+  };
+  line(`mixpanel-audience-out in node-red, ${PER_MSG} users/msg (Firehose), SQLite`, r.audienceOut, SIZES.audienceOut);
+  line('mixpanel-audience-out, 1 user/msg (plain form)', r.audienceOutSingle, SIZES.single);
+  line('mixpanel-import 3.1.43, defaults', r.mixpanelImport, SIZES.importN);
+  line('mixpanel 0.24.0 people.set, 64 in flight', r.mixpanelNode, SIZES.official);
+  line('ceiling: undici keep-alive POST loop, 2000/batch, 8 conc', r.ceiling, SIZES.ceiling);
+  line('ceiling: same loop with axios (this package\'s client)', r.ceilingAxios, SIZES.ceiling);
+  lines.push('');
+  const rl = r.rateLimited;
+  if (rl) {
+    if (typeof rl !== 'object') lines.push(`Rate-limited sink (${fmt(RATE_LIMIT)} updates/s): ${rl}`);
+    else {
+      lines.push(`Rate-limited sink (token bucket ${fmt(RATE_LIMIT)} updates/s, 429 without Retry-After), N = ${fmt(SIZES.rateLimited)}:`);
+      lines.push('');
+      row(['sender', 'achieved updates/s', '% of allowed', '429s', 'lost']);
+      row(['---', '---:', '---:', '---:', '---:']);
+      row(['mixpanel-audience-out (default backoff)', fmt(rl.achievedPerSec), fmt((100 * rl.achievedPerSec) / rl.allowedPerSec, 1), fmt(rl.requests429), `${fmt(rl.lost)}${rl.pendingAtEnd ? ` (${fmt(rl.pendingAtEnd)} still queued)` : ''}`]);
+      row(['mixpanel-import, defaults', fmt(rl.mixpanelImportAchievedPerSec), fmt((100 * rl.mixpanelImportAchievedPerSec) / rl.allowedPerSec, 1), fmt(rl.mixpanelImport429), fmt(rl.mixpanelImportLost)]);
+    }
+    lines.push('');
+  }
+  const b = r.burst;
+  if (b) {
+    lines.push(typeof b !== 'object' ? `Burst: ${b}` : `Burst: ${fmt(b.updates)} updates queued while the sink was down (stored at ${fmt(b.enqueuePerSec)}/s), then drained at ${fmt(b.drainPerSec)}/s: peak RSS ${fmt(b.peakRssMb, 0)} MB, lost ${fmt(b.lost)}.`);
+  }
+  const c = r.cohortIn;
+  if (c) lines.push(typeof c !== 'object' ? `Cohort in (1M members, 1000 pages × 1000): ${c}` : `Cohort in (1000 pages × 1000 members): ${fmt(c.membersPerSec)} members/s, p99 page ${fmt(c.p99PageMs, 1)} ms.`);
+  const id = r.identityResolve;
+  if (id) lines.push(typeof id !== 'object' ? `Identity resolve (arrays of 1000): ${id}` : `Identity resolve (arrays of 1000): SQLite ${fmt(id.sqlitePerSec)}/s, Redis ${fmt(id.redisPerSec)}/s.`);
+  lines.push('');
+  lines.push('Floors:');
+  lines.push('');
+  for (const f of floors(r)) lines.push(`- ${f.ok ? 'PASS' : '**MISS**'} ${f.name}: ${f.got}`);
+  return lines.join('\n');
+}
+
+// ---- main ------------------------------------------------------------------------------------------------------------------
+async function main() {
+  const started = Date.now();
+  ensureBenchDeps();
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const version = (p, from) => {
+    try {
+      return JSON.parse(fs.readFileSync(require.resolve(`${p}/package.json`, { paths: [from] }), 'utf8')).version;
+    } catch {
+      return '?';
+    }
+  };
+  const meta = {
+    mode: QUICK ? 'quick' : 'full', date: new Date().toISOString(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model?.trim(),
+    node: process.version, nodeRed: version('node-red', ROOT), mixpanelImport: version('mixpanel-import', BENCH), mixpanel: version('mixpanel', BENCH),
+    load: os.loadavg()[0].toFixed(2), sizes: SIZES, perMsg: PER_MSG,
+  };
+  const sink = await startSink();
+  const watchdog = setTimeout(() => {
+    log('watchdog: the whole run exceeded its time bound');
+    sink.stop();
+    process.exit(3);
+  }, QUICK ? 175000 : 900000);
+  watchdog.unref();
+  const part = async (key, fn) => {
+    if (!want(key)) return;
+    const t = Date.now();
+    log(`${key}…`);
+    try {
+      results[key] = await fn();
+    } catch (err) {
+      results[key] = `failed: ${String(err && err.message || err).split('\n')[0]}`;
+      log(`${key} failed:`, err);
+    }
+    log(`${key} done in ${((Date.now() - t) / 1000).toFixed(1)} s:`, JSON.stringify(results[key]));
+    await sleep(1000); // let the machine settle between parts
+  };
+  try {
+    pack();
+    await part('ceiling', () => benchPeer(sink, 'ceiling', 'ceiling', SIZES.ceiling, {}));
+    await part('ceilingAxios', () => benchPeer(sink, 'ceilingAxios', 'ceiling-axios', SIZES.ceiling, {}));
+    await part('audienceOut', () => benchAudienceOut(sink, 'audienceOut', { n: SIZES.audienceOut, perMsg: PER_MSG, shape: 'firehose', window: 40 }));
+    await part('audienceOutSingle', async () => {
+      const x = await benchAudienceOut(sink, 'audienceOutSingle', { n: SIZES.single, perMsg: 1, shape: 'plain', window: 4000 });
+      return x;
+    });
+    await part('mixpanelImport', () => benchPeer(sink, 'mixpanelImport', 'import', SIZES.importN, {}));
+    await part('mixpanelNode', async () => {
+      const x = await benchPeer(sink, 'mixpanelNode', 'official', SIZES.official, { window: 64 });
+      return x;
+    });
+    await part('rateLimited', () => benchRateLimited(sink));
+    await part('burst', () => benchBurst(sink));
+    if (want('cohortIn')) results.cohortIn = builtNode('mixpanel-cohort-in') ? 'n/a (built, not wired into the bench yet)' : 'n/a (not built yet)';
+    if (want('identityResolve')) results.identityResolve = builtNode('identity-resolve') ? 'n/a (built, not wired into the bench yet)' : 'n/a (not built yet)';
+  } finally {
+    sink.stop();
+  }
+  meta.totalSec = (Date.now() - started) / 1000;
+  const text = table(results, meta);
+  console.log(`\n${text}\n`);
+  console.log(`(${meta.mode} run took ${meta.totalSec.toFixed(0)} s)`);
+  const json = { ...results, meta, floors: floors(results), details };
+  const stamp = meta.date.replace(/[:.]/g, '-');
+  fs.writeFileSync(path.join(RESULTS, `${stamp}-${meta.mode}.json`), JSON.stringify(json, null, 2));
+  fs.writeFileSync(path.join(RESULTS, `latest-${meta.mode}.json`), JSON.stringify(json, null, 2));
+  if (JSON_OUT) fs.writeFileSync(path.resolve(JSON_OUT), JSON.stringify(json, null, 2));
+  if (WRITE_DOCS) {
+    fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
+    fs.writeFileSync(path.join(ROOT, 'docs', 'benchmarks.md'), `# Benchmarks\n\nMeasured by \`npm run bench\` (${meta.mode} run, ${meta.date.slice(0, 10)}, ${meta.totalSec.toFixed(0)} s). See bench/README.md for what each figure means.\n\n${text}\n`);
+  }
+  process.exit(0);
+}
+
+main().catch((err) => {
+  log(err);
+  process.exit(1);
+});
