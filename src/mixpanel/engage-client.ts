@@ -62,6 +62,8 @@ export function createEngagePost(apiHost: string, opts: { timeoutMs?: number; no
     proxy: false,
     responseType: 'text',
     transformResponse: (x: unknown) => x,
+    // The body is already a JSON string: axios's default transform would JSON.parse all of it again just to check it.
+    transformRequest: (x: unknown) => x,
     validateStatus: () => true,
     headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
   });

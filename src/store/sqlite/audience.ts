@@ -53,12 +53,15 @@ export class SqliteAudienceStore implements AudienceStore {
         VALUES (?, ?, ?, ?, 1, 0, ?, ?)
         ON CONFLICT (scope, distinct_id) DO UPDATE SET props = json_patch(props, excluded.props),
           version = excluded.version, count = count + 1`),
-      due: db.prepare<[string, number, number], OutboxRow>(`SELECT distinct_id, props, version, count, attempts, queued_at
+      due: db.prepare<[string, number, number], OutboxRow & { rid: number }>(`SELECT rowid AS rid, distinct_id, props, version, count, attempts, queued_at
         FROM aud_outbox WHERE scope = ? AND due_at <= ? ORDER BY due_at LIMIT ?`),
-      lease: db.prepare('UPDATE aud_outbox SET due_at = ?, leased = 1 WHERE scope = ? AND distinct_id = ?'),
+      // One statement leases the whole claimed batch (rowids as a JSON array) instead of one UPDATE per profile.
+      leaseMany: db.prepare('UPDATE aud_outbox SET due_at = ?, leased = 1 WHERE rowid IN (SELECT value FROM json_each(?))'),
       recover: db.prepare('UPDATE aud_outbox SET due_at = ?, leased = 0 WHERE scope = ? AND leased = 1'),
       getVersion: db.prepare<[string, string], { version: number }>('SELECT version FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
       delOutbox: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
+      // The common ack: the sent version is still the latest, so the row goes (one statement instead of read + delete).
+      delIfVersion: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND distinct_id = ? AND version = ?'),
       keepNewer: db.prepare(`UPDATE aud_outbox SET count = count - ?, attempts = 0, queued_at = ?, due_at = ?, leased = 0
         WHERE scope = ? AND distinct_id = ?`),
       retry: db.prepare('UPDATE aud_outbox SET attempts = attempts + 1, due_at = ?, leased = 0 WHERE scope = ? AND distinct_id = ?'),
@@ -111,7 +114,7 @@ export class SqliteAudienceStore implements AudienceStore {
     const st = this.st;
     return this.db.transaction(() => {
       const rows = st.due.all(scope, now, limit);
-      for (const r of rows) st.lease.run(now + leaseMs, scope, r.distinct_id);
+      if (rows.length) st.leaseMany.run(now + leaseMs, JSON.stringify(rows.map((r) => r.rid)));
       return rows.map((r) => ({
         distinctId: r.distinct_id, props: JSON.parse(r.props) as ProfileProps, version: r.version, count: r.count,
         attempts: r.attempts, queuedAt: r.queued_at,
@@ -124,11 +127,10 @@ export class SqliteAudienceStore implements AudienceStore {
     this.db.transaction(() => {
       let acked = 0;
       for (const item of items) {
-        const row = st.getVersion.get(scope, item.distinctId);
-        if (!row) continue;
-        acked += item.count;
-        if (row.version === item.version) st.delOutbox.run(scope, item.distinctId);
-        else st.keepNewer.run(item.count, now, now, scope, item.distinctId);
+        // Sent version still the latest: delete it. Otherwise a newer change arrived meanwhile: keep it, due now.
+        // A row that is gone altogether (acknowledged twice) counts for nothing.
+        if (st.delIfVersion.run(scope, item.distinctId, item.version).changes > 0
+          || st.keepNewer.run(item.count, now, now, scope, item.distinctId).changes > 0) acked += item.count;
       }
       st.bumpAcked.run(acked, scope);
     }).immediate();
