@@ -1,7 +1,149 @@
 import type Database from 'better-sqlite3';
-import type { CohortStore } from '../cohort-store';
+import type { CohortMemberRef, CohortStore, DiffKind, DiffPageResult, MembersPageResult } from '../cohort-store';
 
-/** Placeholder until the cohort work fills it in. */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS coh_cohorts (cohort TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0,
+  done_gen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS coh_members (cohort TEXT NOT NULL, distinct_id TEXT NOT NULL, mpid TEXT, email TEXT,
+  seen_gen INTEGER NOT NULL, PRIMARY KEY (cohort, distinct_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coh_members_gen ON coh_members (cohort, seen_gen);
+CREATE TABLE IF NOT EXISTS coh_sessions (cohort TEXT NOT NULL, session TEXT NOT NULL, gen INTEGER NOT NULL,
+  total INTEGER NOT NULL, received INTEGER NOT NULL, complete INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (cohort, session)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coh_sessions_created ON coh_sessions (created_at);
+CREATE TABLE IF NOT EXISTS coh_pages (cohort TEXT NOT NULL, session TEXT NOT NULL, kind TEXT NOT NULL,
+  page INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (cohort, session, kind, page)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS coh_pages_at ON coh_pages (at);
+`;
+
+interface SessionRow {
+  gen: number;
+  total: number;
+  received: number;
+  complete: number;
+}
+
+interface MemberRow {
+  distinct_id: string;
+  mpid: string | null;
+  email: string | null;
+}
+
+const toRef = (r: MemberRow): CohortMemberRef => {
+  const out: CohortMemberRef = { distinctId: r.distinct_id };
+  if (r.mpid !== null) out.mpid = r.mpid;
+  if (r.email !== null) out.email = r.email;
+  return out;
+};
+
+/**
+ * The embedded default. One IMMEDIATE transaction per webhook page and prepared statements only: a 1000-member
+ * page is ~2000 statement steps inside one transaction, no per-member round trip and no per-member fsync.
+ */
 export class SqliteCohortStore implements CohortStore {
-  constructor(_db: Database.Database) {}
+  private readonly st;
+
+  constructor(private readonly db: Database.Database) {
+    db.exec(SCHEMA);
+    this.st = {
+      initCohort: db.prepare('INSERT OR IGNORE INTO coh_cohorts (cohort) VALUES (?)'),
+      cohort: db.prepare<[string], { gen: number; done_gen: number }>('SELECT gen, done_gen FROM coh_cohorts WHERE cohort = ?'),
+      bumpGen: db.prepare('UPDATE coh_cohorts SET gen = gen + 1 WHERE cohort = ?'),
+      setDone: db.prepare('UPDATE coh_cohorts SET done_gen = ? WHERE cohort = ?'),
+      addPage: db.prepare('INSERT OR IGNORE INTO coh_pages (cohort, session, kind, page, at) VALUES (?, ?, ?, ?, ?)'),
+      session: db.prepare<[string, string], SessionRow>('SELECT gen, total, received, complete FROM coh_sessions WHERE cohort = ? AND session = ?'),
+      addSession: db.prepare('INSERT INTO coh_sessions (cohort, session, gen, total, received, complete, created_at) VALUES (?, ?, ?, ?, 0, 0, ?)'),
+      countPage: db.prepare('UPDATE coh_sessions SET received = received + 1, complete = (received + 1 >= total) WHERE cohort = ? AND session = ?'),
+      insertMember: db.prepare('INSERT OR IGNORE INTO coh_members (cohort, distinct_id, mpid, email, seen_gen) VALUES (?, ?, ?, ?, ?)'),
+      refreshMember: db.prepare(`UPDATE coh_members SET mpid = ?, email = ?, seen_gen = MAX(seen_gen, ?)
+        WHERE cohort = ? AND distinct_id = ?`),
+      deleteMember: db.prepare('DELETE FROM coh_members WHERE cohort = ? AND distinct_id = ?'),
+      sweep: db.prepare<[string, number], MemberRow>(
+        'DELETE FROM coh_members WHERE cohort = ? AND seen_gen < ? RETURNING distinct_id, mpid, email'),
+      expireSessions: db.prepare('DELETE FROM coh_sessions WHERE created_at < ?'),
+      expirePages: db.prepare('DELETE FROM coh_pages WHERE at < ?'),
+      count: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM coh_members WHERE cohort = ?'),
+      list: db.prepare<[string, string, number], MemberRow>(
+        'SELECT distinct_id, mpid, email FROM coh_members WHERE cohort = ? AND distinct_id > ? ORDER BY distinct_id LIMIT ?'),
+    };
+  }
+
+  /** Inserts or refreshes one member; true when it was not in the cohort before. */
+  private upsert(cohortKey: string, m: CohortMemberRef, gen: number): boolean {
+    const mpid = m.mpid ?? null;
+    const email = m.email ?? null;
+    if (this.st.insertMember.run(cohortKey, m.distinctId, mpid, email, gen).changes === 1) return true;
+    this.st.refreshMember.run(mpid, email, gen, cohortKey, m.distinctId);
+    return false;
+  }
+
+  async applyDiffPage(cohortKey: string, kind: DiffKind, sessionId: string | undefined, page: number,
+    members: CohortMemberRef[], now: number): Promise<DiffPageResult> {
+    const st = this.st;
+    return this.db.transaction((): DiffPageResult => {
+      if (sessionId !== undefined && st.addPage.run(cohortKey, sessionId, kind, page, now).changes === 0) {
+        return { duplicate: true };
+      }
+      if (kind === 'remove_members') {
+        for (const m of members) st.deleteMember.run(cohortKey, m.distinctId);
+      } else {
+        st.initCohort.run(cohortKey);
+        const gen = st.cohort.get(cohortKey)!.gen;
+        for (const m of members) this.upsert(cohortKey, m, gen);
+      }
+      return { duplicate: false };
+    }).immediate();
+  }
+
+  async stageMembersPage(cohortKey: string, sessionId: string, page: number, totalPages: number,
+    members: CohortMemberRef[], now: number): Promise<MembersPageResult> {
+    const st = this.st;
+    return this.db.transaction((): MembersPageResult => {
+      let session = st.session.get(cohortKey, sessionId);
+      if (session?.complete) {
+        return { duplicate: true, added: [], removed: [], received: session.received, totalPages: session.total, complete: false };
+      }
+      if (st.addPage.run(cohortKey, sessionId, 'members', page, now).changes === 0 && session) {
+        return { duplicate: true, added: [], removed: [], received: session.received, totalPages: session.total, complete: false };
+      }
+      st.initCohort.run(cohortKey);
+      if (!session) {
+        st.bumpGen.run(cohortKey);
+        const gen = st.cohort.get(cohortKey)!.gen;
+        st.addSession.run(cohortKey, sessionId, gen, totalPages, now);
+        session = { gen, total: totalPages, received: 0, complete: 0 };
+      }
+      st.countPage.run(cohortKey, sessionId);
+      const received = session.received + 1;
+      const added: CohortMemberRef[] = [];
+      for (const m of members) if (this.upsert(cohortKey, m, session.gen)) added.push(m);
+      const complete = received >= session.total;
+      let removed: CohortMemberRef[] = [];
+      if (complete) {
+        const doneGen = st.cohort.get(cohortKey)!.done_gen;
+        if (session.gen > doneGen) {
+          st.setDone.run(session.gen, cohortKey);
+          removed = st.sweep.all(cohortKey, session.gen).map(toRef);
+        }
+      }
+      return { duplicate: false, added, removed, received, totalPages: session.total, complete };
+    }).immediate();
+  }
+
+  async expire(before: number): Promise<number> {
+    const st = this.st;
+    return this.db.transaction(() => {
+      const dropped = st.expireSessions.run(before).changes;
+      st.expirePages.run(before);
+      return dropped;
+    }).immediate();
+  }
+
+  async memberCount(cohortKey: string): Promise<number> {
+    return this.st.count.get(cohortKey)?.n ?? 0;
+  }
+
+  async members(cohortKey: string, afterDistinctId: string | undefined, limit: number): Promise<CohortMemberRef[]> {
+    return this.st.list.all(cohortKey, afterDistinctId ?? '', limit).map(toRef);
+  }
 }
