@@ -266,6 +266,7 @@ async function benchAudienceOut(sink, key, { n, perMsg, shape, window }) {
   await sink.reset(n + 1);
   const red = await startRed(key, audienceFlow(sink.url, {}), { benchmpcfg0001: { token: 't' } });
   try {
+    const before = await red.ctl('/status');
     const s0 = await sink.stats();
     const s = await driveRed(red, { n, perMsg, shape, window }, QUICK ? 60000 : 180000);
     const k = await sink.stats();
@@ -274,7 +275,7 @@ async function benchAudienceOut(sink, key, { n, perMsg, shape, window }) {
       n, perMsg, shape, window, finished: s.finished, acked: s.acked, failed: s.failed, rejected: s.rejected, errors: s.errors, errorSamples: s.errorSamples,
       wallSec: s.wallSec, cpuSec: s.cpuSec, sinkRequests: k.requests - s0.requests, sinkRecords: k.records, sinkUnique: k.unique,
       sinkDuplicates: k.duplicates, sinkRejected: k.rejectedRequests, sinkMaxBatch: k.maxBatch, sinkCpuSec: k.cpuSec - s0.cpuSec,
-      p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, sampledPeakRssMb: s.peakRssMb, peakRssMb: peak,
+      p50Ms: s.p50Ms, p99Ms: s.p99Ms, maxMs: s.maxMs, sampledPeakRssMb: s.peakRssMb, peakRssMb: peak, rssBeforeRunMb: before.rssMb,
     };
     details[key] = d;
     return {
@@ -304,16 +305,15 @@ async function benchPeer(sink, key, tool, n, opts) {
   };
 }
 
-async function benchRateLimited(sink) {
-  const n = SIZES.rateLimited;
+async function benchRateLimited(sink, RATE_LIMIT = 30000, n = SIZES.rateLimited, key = 'rateLimited') {
   // This package, production defaults (backoff 2 s doubling to 60 s + 1–5 s jitter), batch-shaped messages.
   await sink.reset(n + 1);
   await sink.rate(RATE_LIMIT);
-  const red = await startRed('ratelimited', audienceFlow(sink.url, {}), { benchmpcfg0001: { token: 't' } });
+  const red = await startRed(key, audienceFlow(sink.url, {}), { benchmpcfg0001: { token: 't' } });
   let ours;
   try {
     const s0 = await sink.stats();
-    const s = await driveRed(red, { n, perMsg: PER_MSG, shape: 'firehose', window: 32 }, QUICK ? 60000 : 150000);
+    const s = await driveRed(red, { n, perMsg: PER_MSG, shape: 'firehose', window: 16 }, QUICK ? 60000 : 150000);
     const k = await sink.stats();
     const node = await red.ctl('/stats').catch(() => undefined);
     ours = { s, k, s0, node };
@@ -328,7 +328,7 @@ async function benchRateLimited(sink) {
   const ik = await sink.stats();
   await sink.rate(0);
   const { s, k, s0, node } = ours;
-  details.rateLimited = {
+  details[key] = {
     n, ours: { finished: s.finished, wallSec: s.wallSec, acked: s.acked, failed: s.failed, errors: s.errors, sinkUnique: k.unique, sinkRequests: k.requests - s0.requests, requests429: k.requests429, records429: k.records429, nodeStats: node, p50Ms: s.p50Ms, p99Ms: s.p99Ms },
     mixpanelImport: { ...imp, sinkUnique: ik.unique, sinkRequests: ik.requests - i0.requests, requests429: ik.requests429, duplicates: ik.duplicates },
   };
@@ -447,6 +447,16 @@ function table(r, meta) {
     }
     lines.push('');
   }
+  const r10 = r.rateLimited10k;
+  if (r10 && typeof r10 === 'object') {
+    lines.push(`Rate-limited sink at ${fmt(r10.allowedPerSec)} updates/s (below this package's own speed), N = ${fmt(QUICK ? 60000 : 100000)}:`);
+    lines.push('');
+    row(['sender', 'achieved updates/s', '% of allowed', '429s', 'lost']);
+    row(['---', '---:', '---:', '---:', '---:']);
+    row(['mixpanel-audience-out (default backoff)', fmt(r10.achievedPerSec), fmt((100 * r10.achievedPerSec) / r10.allowedPerSec, 1), fmt(r10.requests429), `${fmt(r10.lost)}${r10.pendingAtEnd ? ` (${fmt(r10.pendingAtEnd)} still queued)` : ''}`]);
+    row(['mixpanel-import, defaults', fmt(r10.mixpanelImportAchievedPerSec), fmt((100 * r10.mixpanelImportAchievedPerSec) / r10.allowedPerSec, 1), fmt(r10.mixpanelImport429), fmt(r10.mixpanelImportLost)]);
+    lines.push('');
+  } else if (r10) lines.push(`Rate-limited at 10k/s: ${r10}`, '');
   const b = r.burst;
   if (b) {
     lines.push(typeof b !== 'object' ? `Burst: ${b}` : `Burst: ${fmt(b.updates)} updates queued while the sink was down (stored at ${fmt(b.enqueuePerSec)}/s), then drained at ${fmt(b.drainPerSec)}/s: peak RSS ${fmt(b.peakRssMb, 0)} MB, lost ${fmt(b.lost)}.`);
@@ -503,7 +513,7 @@ async function main() {
     pack();
     await part('ceiling', () => benchPeer(sink, 'ceiling', 'ceiling', SIZES.ceiling, {}));
     await part('ceilingAxios', () => benchPeer(sink, 'ceilingAxios', 'ceiling-axios', SIZES.ceiling, {}));
-    await part('audienceOut', () => benchAudienceOut(sink, 'audienceOut', { n: SIZES.audienceOut, perMsg: PER_MSG, shape: 'firehose', window: 40 }));
+    await part('audienceOut', () => benchAudienceOut(sink, 'audienceOut', { n: SIZES.audienceOut, perMsg: PER_MSG, shape: 'firehose', window: Number(opt('--window') || 16) }));
     await part('audienceOutSingle', async () => {
       const x = await benchAudienceOut(sink, 'audienceOutSingle', { n: SIZES.single, perMsg: 1, shape: 'plain', window: 4000 });
       return x;
@@ -514,6 +524,8 @@ async function main() {
       return x;
     });
     await part('rateLimited', () => benchRateLimited(sink));
+    // The same at a limit below this package's own speed, so its 429 handling (not its throughput) decides.
+    await part('rateLimited10k', () => benchRateLimited(sink, 10000, QUICK ? 60000 : 100000, 'rateLimited10k'));
     await part('burst', () => benchBurst(sink));
     if (want('cohortIn')) results.cohortIn = builtNode('mixpanel-cohort-in') ? 'n/a (built, not wired into the bench yet)' : 'n/a (not built yet)';
     if (want('identityResolve')) results.identityResolve = builtNode('identity-resolve') ? 'n/a (built, not wired into the bench yet)' : 'n/a (not built yet)';
