@@ -50,6 +50,7 @@ const ALIASES: Record<string, IdentityName> = {
   mparticle_user_id: 'mpid',
   mparticle_id: 'mpid',
   $email: 'email',
+  $user_id: 'distinct_id',
 };
 for (let n = 2; n <= 10; n++) ALIASES[`other${n}`] = `other_id_${n}` as IdentityName;
 
@@ -64,11 +65,12 @@ const CANONICAL = new Set<string>(IDENTITY_NAMES);
 
 /** Maps any known spelling to the canonical identity name, or undefined when the name is not an identity. */
 export function normalizeIdentityName(name: string | number): IdentityName | undefined {
-  if (typeof name === 'number') return NUMERIC[name];
+  if (typeof name === 'number') return Number.isInteger(name) ? NUMERIC[name] : undefined;
   const key = name.trim().toLowerCase();
   if (CANONICAL.has(key)) return key as IdentityName;
   if (/^\d+$/.test(key)) return NUMERIC[Number(key)];
-  return ALIASES[key];
+  // Own properties only: `__proto__` or `constructor` from hostile JSON must not reach Object.prototype.
+  return Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined;
 }
 
 export function isIdentityName(name: string): name is IdentityName {

@@ -1,7 +1,61 @@
 import type Database from 'better-sqlite3';
+import { planLearn, resolveWith, type IdentityView } from '../../identity/plan';
+import type { IdentityMap, IdentityMatch, IdentityProfile, ProfileRecord } from '../../identity/types';
 import type { IdentityStore } from '../identity-store';
 
-/** Placeholder until the identity work fills it in. */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS id_links (link TEXT PRIMARY KEY, pkey TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_profiles (pkey TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+/** Links (`name:value` → profile key) and profiles (JSON) in two tables; each call is one transaction. */
 export class SqliteIdentityStore implements IdentityStore {
-  constructor(_db: Database.Database) {}
+  private readonly st;
+  private readonly view: IdentityView;
+
+  constructor(private readonly db: Database.Database) {
+    db.exec(SCHEMA);
+    this.st = {
+      link: db.prepare<[string], { pkey: string }>('SELECT pkey FROM id_links WHERE link = ?'),
+      profile: db.prepare<[string], { data: string }>('SELECT data FROM id_profiles WHERE pkey = ?'),
+      putLink: db.prepare('INSERT OR REPLACE INTO id_links (link, pkey) VALUES (?, ?)'),
+      delLink: db.prepare('DELETE FROM id_links WHERE link = ?'),
+      putProfile: db.prepare('INSERT OR REPLACE INTO id_profiles (pkey, data) VALUES (?, ?)'),
+      delProfile: db.prepare('DELETE FROM id_profiles WHERE pkey = ?'),
+      count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM id_profiles'),
+    };
+    const st = this.st;
+    this.view = {
+      link: (id) => st.link.get(id)?.pkey,
+      profile: (key) => {
+        const row = st.profile.get(key);
+        return row ? (JSON.parse(row.data) as ProfileRecord) : undefined;
+      },
+    };
+  }
+
+  async learn(observations: IdentityMap[], now: number): Promise<Array<IdentityProfile | undefined>> {
+    const st = this.st;
+    return this.db.transaction(() => {
+      const { changes, profiles } = planLearn(this.view, observations, now);
+      for (const [id, key] of changes.links) {
+        if (key === null) st.delLink.run(id);
+        else st.putLink.run(id, key);
+      }
+      for (const [key, p] of changes.profiles) {
+        if (p === null) st.delProfile.run(key);
+        else st.putProfile.run(key, JSON.stringify(p));
+      }
+      return profiles;
+    }).immediate();
+  }
+
+  async resolve(lookups: IdentityMap[]): Promise<Array<IdentityMatch | undefined>> {
+    // One read transaction: the whole array sees one consistent snapshot.
+    return this.db.transaction(() => resolveWith(this.view, lookups))();
+  }
+
+  async profileCount(): Promise<number> {
+    return this.st.count.get()!.n;
+  }
 }

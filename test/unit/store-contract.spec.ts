@@ -1,0 +1,430 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import type { MembershipCompute, OutboxItem, UserMembership } from '../../src/store/audience-store';
+import type { SyncStore } from '../../src/store/types';
+import { openMemoryStore } from '../../src/store/memory';
+import { openSqliteStore } from '../../src/store/sqlite';
+import { openRedisStore } from '../../src/store/redis';
+import { IDENTITY_NAMES, type IdentityName } from '../../src/identity/names';
+import type { IdentityMap } from '../../src/identity/types';
+
+/**
+ * One contract, three backends. Each backend factory opens stores on the same data: `open()` twice gives two
+ * handles (two SQLite connections, two Redis connections), so the concurrency tests exercise what two Node-RED
+ * instances would do.
+ */
+export interface BackendFactory {
+  name: string;
+  open(): Promise<SyncStore>;
+  /** A fresh, empty data set for the next test. */
+  reset(): Promise<void>;
+  after?(): Promise<void>;
+}
+
+// ---- Redis for tests --------------------------------------------------------------------------------------------
+let ownRedis: ChildProcess | undefined;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForPort(port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.end(); resolve(); });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`redis-server did not listen on ${port}`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** REDIS_URL when set (then an unreachable Redis fails the suite); otherwise a redis-server of our own. */
+export async function redisTestUrl(): Promise<string> {
+  if (process.env.REDIS_URL) return process.env.REDIS_URL;
+  const port = await freePort();
+  ownRedis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await waitForPort(port, 10000);
+  process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
+  return process.env.REDIS_URL;
+}
+
+function stopOwnRedis(): void {
+  if (ownRedis) ownRedis.kill('SIGTERM');
+  ownRedis = undefined;
+}
+
+let prefixSeq = 0;
+const runId = `${process.pid}-${Date.now().toString(36)}`;
+
+export const factories: BackendFactory[] = (() => {
+  const opened: SyncStore[] = [];
+  const track = (s: SyncStore) => { opened.push(s); return s; };
+  const closeAll = async () => { for (const s of opened.splice(0)) await s.close(); };
+
+  let mem: SyncStore | undefined;
+  let dir = '';
+  let file = '';
+  let url = '';
+  let prefix = '';
+  return [
+    {
+      name: 'memory',
+      async open() { return (mem ??= openMemoryStore()); },
+      async reset() { mem = undefined; },
+    },
+    {
+      name: 'sqlite',
+      async open() { return track(openSqliteStore(file)); },
+      async reset() {
+        await closeAll();
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpsync-store-'));
+        file = path.join(dir, 'store.db');
+      },
+      async after() { await closeAll(); if (dir) fs.rmSync(dir, { recursive: true, force: true }); },
+    },
+    {
+      name: 'redis',
+      async open() {
+        url ||= await redisTestUrl();
+        const s = track(openRedisStore({ url, keyPrefix: prefix }));
+        await s.ping(); // fail, do not skip, when REDIS_URL is set but nothing answers
+        return s;
+      },
+      async reset() { await closeAll(); prefix = `test:${runId}:${++prefixSeq}:`; },
+      async after() { await closeAll(); stopOwnRedis(); },
+    },
+  ];
+})();
+
+// ---- helpers ----------------------------------------------------------------------------------------------------
+const T0 = 1_700_000_000_000;
+
+function addAudience(userKey: string, id: string, targets: string[]): MembershipCompute {
+  return (current) => {
+    // Pure, as the contract asks (the compute may run again): never mutate `current`.
+    const m: UserMembership = structuredClone(current.get(userKey)) ?? { audiences: [], targets: [] };
+    if (!m.audiences.some((a) => a.id === id)) m.audiences.push({ id, name: `A${id}` });
+    for (const t of targets) if (!m.targets.includes(t)) m.targets.push(t);
+    const seg = m.audiences.map((a) => `'${a.id}'`).join(',');
+    return [{ userKey, membership: m, profileSets: targets.map((t) => ({ distinctId: t, props: { SegmentMembership: seg, [`In A${id}`]: true } })) }];
+  };
+}
+
+function removeAudience(userKey: string, id: string): MembershipCompute {
+  return (current) => {
+    const m: UserMembership = structuredClone(current.get(userKey)) ?? { audiences: [], targets: [] };
+    m.audiences = m.audiences.filter((a) => a.id !== id);
+    const seg = m.audiences.map((a) => `'${a.id}'`).join(',');
+    return [{ userKey, membership: m, profileSets: m.targets.map((t) => ({ distinctId: t, props: { SegmentMembership: seg, [`In A${id}`]: false } })) }];
+  };
+}
+
+async function checkIdentity(store: SyncStore, scope: string) {
+  const s = await store.audience.stats(scope);
+  expect(s.accepted, JSON.stringify(s)).to.equal(s.acked + s.dead + s.pending);
+  return s;
+}
+
+function sampleValue(name: IdentityName, i: number): string {
+  if (name === 'mpid') return String(7346244611012968789n + BigInt(i));
+  if (name === 'email') return `user${i}@example.com`;
+  if (name === 'ios_advertising_id' || name === 'ios_idfv') return `AAAAAAAA-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  if (name === 'android_advertising_id') return `bbbbbbbb-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  return `${name}-${i}`;
+}
+
+// ---- the contract -----------------------------------------------------------------------------------------------
+export function storeContract(f: BackendFactory): void {
+  describe(`store contract: ${f.name}`, function () {
+    this.timeout(30000);
+    let store: SyncStore;
+    beforeEach(async () => {
+      await f.reset();
+      store = await f.open();
+    });
+    after(async () => { await f.after?.(); });
+
+    describe('audience', () => {
+      it('stores membership, computes against the stored state and lists members in key order', async () => {
+        await store.audience.updateMemberships('s', ['u2'], addAudience('u2', '11', ['d2']), T0);
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1']), T0);
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '12', ['d1']), T0);
+        let seen: Map<string, UserMembership> | undefined;
+        await store.audience.updateMemberships('s', ['u1', 'nobody'], (cur) => { seen = cur; return []; }, T0);
+        expect(seen!.has('nobody')).to.equal(false);
+        expect(seen!.get('u1')!.audiences.map((a) => a.id)).to.deep.equal(['11', '12']);
+        expect(seen!.get('u1')!.targets).to.deep.equal(['d1']);
+        expect(await store.audience.membersOfAudience('s', '11', undefined, 10)).to.deep.equal(['u1', 'u2']);
+        expect(await store.audience.membersOfAudience('s', '11', 'u1', 10)).to.deep.equal(['u2']);
+        expect(await store.audience.membersOfAudience('s', '11', undefined, 1)).to.deep.equal(['u1']);
+        expect(await store.audience.membersOfAudience('s', '12', undefined, 10)).to.deep.equal(['u1']);
+        await store.audience.updateMemberships('s', ['u1'], removeAudience('u1', '11'), T0);
+        expect(await store.audience.membersOfAudience('s', '11', undefined, 10)).to.deep.equal(['u2']);
+        expect(await store.audience.membersOfAudience('other-scope', '11', undefined, 10)).to.deep.equal([]);
+      });
+
+      it('forgets a user whose membership and targets are empty', async () => {
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', []), T0);
+        await store.audience.updateMemberships('s', ['u1'], removeAudience('u1', '11'), T0);
+        let seen: Map<string, UserMembership> | undefined;
+        await store.audience.updateMemberships('s', ['u1'], (cur) => { seen = cur; return []; }, T0);
+        expect(seen!.size).to.equal(0);
+        expect(await store.audience.membersOfAudience('s', '11', undefined, 10)).to.deep.equal([]);
+      });
+
+      it('coalesces profile sets: one row per profile, last write wins per property, versions increase', async () => {
+        const v1 = await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1']), T0);
+        const v2 = await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '12', ['d1']), T0 + 5);
+        expect(v1).to.have.length(1);
+        expect(v2[0].version).to.be.greaterThan(v1[0].version);
+        const s = await checkIdentity(store, 's');
+        expect(s).to.deep.include({ accepted: 2, pending: 2, profiles: 1 });
+        const [item] = await store.audience.claimDue('s', 10, T0 + 10, 1000);
+        expect(item.props).to.deep.equal({ SegmentMembership: "'11','12'", 'In A11': true, 'In A12': true });
+        expect(item).to.deep.include({ distinctId: 'd1', version: v2[0].version, count: 2, attempts: 0, queuedAt: T0 });
+      });
+
+      it('claims due items oldest first, leases them, and gives them out again after the lease', async () => {
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1']), T0);
+        await store.audience.updateMemberships('s', ['u2'], addAudience('u2', '11', ['d2']), T0 + 1);
+        await store.audience.updateMemberships('s', ['u3'], addAudience('u3', '11', ['d3']), T0 + 50);
+        expect(await store.audience.claimDue('s', 10, T0 - 1, 1000)).to.deep.equal([]);
+        const first = await store.audience.claimDue('s', 2, T0 + 100, 1000);
+        expect(first.map((i) => i.distinctId)).to.deep.equal(['d1', 'd2']);
+        const second = await store.audience.claimDue('s', 10, T0 + 100, 1000);
+        expect(second.map((i) => i.distinctId)).to.deep.equal(['d3']);
+        expect(await store.audience.claimDue('s', 10, T0 + 500, 1000)).to.deep.equal([]);
+        expect(await store.audience.nextDueAt('s')).to.equal(T0 + 1100);
+        const again = await store.audience.claimDue('s', 10, T0 + 1100, 1000);
+        expect(again.map((i) => i.distinctId).sort()).to.deep.equal(['d1', 'd2', 'd3']);
+        expect(await store.audience.nextDueAt('empty-scope')).to.equal(undefined);
+      });
+
+      it('ack removes an unchanged item and keeps a newer version due now', async () => {
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1', 'd2']), T0);
+        const items = await store.audience.claimDue('s', 10, T0, 60000);
+        expect(items).to.have.length(2);
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '12', ['d2']), T0 + 10);
+        await store.audience.ack('s', items, T0 + 20);
+        let s = await checkIdentity(store, 's');
+        expect(s).to.deep.include({ accepted: 3, acked: 2, pending: 1, profiles: 1 });
+        const [rest] = await store.audience.claimDue('s', 10, T0 + 20, 60000);
+        expect(rest).to.deep.include({ distinctId: 'd2', count: 1, attempts: 0, queuedAt: T0 + 20 });
+        expect(rest.props.SegmentMembership).to.equal("'11','12'");
+        await store.audience.ack('s', [rest], T0 + 30);
+        await store.audience.ack('s', [rest], T0 + 30); // acknowledged twice: counts once
+        s = await checkIdentity(store, 's');
+        expect(s).to.deep.include({ accepted: 3, acked: 3, pending: 0, profiles: 0 });
+        expect(await store.audience.nextDueAt('s')).to.equal(undefined);
+      });
+
+      it('retryLater counts an attempt and makes the item due at the given time', async () => {
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1']), T0);
+        const items = await store.audience.claimDue('s', 10, T0, 60000);
+        await store.audience.retryLater('s', items, T0 + 2000);
+        expect(await store.audience.nextDueAt('s')).to.equal(T0 + 2000);
+        expect(await store.audience.claimDue('s', 10, T0 + 1999, 60000)).to.deep.equal([]);
+        const [again] = await store.audience.claimDue('s', 10, T0 + 2000, 60000);
+        expect(again.attempts).to.equal(1);
+        await checkIdentity(store, 's');
+      });
+
+      it('bury dead-letters the sent version and keeps a newer one pending', async () => {
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1', 'd2']), T0);
+        const items = await store.audience.claimDue('s', 10, T0, 60000);
+        await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '12', ['d2']), T0 + 1);
+        await store.audience.bury('s', items.map((item) => ({ item, reason: 'rejected: 400' })), T0 + 5);
+        const s = await checkIdentity(store, 's');
+        expect(s).to.deep.include({ accepted: 3, acked: 0, dead: 2, pending: 1, profiles: 1 });
+        const dead = await store.audience.deadLetters('s', 10);
+        expect(dead).to.have.length(2);
+        expect(dead[0]).to.deep.include({ reason: 'rejected: 400', at: T0 + 5 });
+        expect(dead.map((d) => d.distinctId).sort()).to.deep.equal(['d1', 'd2']);
+        expect(await store.audience.deadLetters('s', 1)).to.have.length(1);
+        const [left] = await store.audience.claimDue('s', 10, T0 + 5, 60000);
+        expect(left).to.deep.include({ distinctId: 'd2', count: 1 });
+      });
+
+      it('keeps accepted = acked + dead + pending through a mixed run', async () => {
+        for (let i = 0; i < 30; i++) {
+          await store.audience.updateMemberships('s', [`u${i % 7}`], addAudience(`u${i % 7}`, String(i % 3), [`d${i % 5}`]), T0 + i);
+        }
+        let now = T0 + 100;
+        for (let round = 0; round < 6; round++) {
+          const items = await store.audience.claimDue('s', 3, now, 10);
+          if (round % 3 === 0) await store.audience.ack('s', items, now);
+          else if (round % 3 === 1) await store.audience.retryLater('s', items, now + 5);
+          else await store.audience.bury('s', items.map((item) => ({ item, reason: 'x' })), now);
+          await store.audience.updateMemberships('s', ['u1'], addAudience('u1', String(round + 10), ['d1']), now);
+          await checkIdentity(store, 's');
+          now += 20;
+        }
+        const s = await checkIdentity(store, 's');
+        expect(s.accepted).to.equal(36);
+      });
+
+      if (f.name !== 'redis') {
+        it('recoverLeases (embedded: one process per file) makes every lease due now', async () => {
+          await store.audience.updateMemberships('s', ['u1'], addAudience('u1', '11', ['d1']), T0);
+          await store.audience.claimDue('s', 10, T0, 60000);
+          await store.audience.recoverLeases('s', T0 + 1);
+          expect(await store.audience.claimDue('s', 10, T0 + 1, 60000)).to.have.length(1);
+        });
+      }
+
+      it('50 parallel updateMemberships on one user from two handles keep every change', async () => {
+        const other = await f.open();
+        const jobs = [];
+        for (let i = 0; i < 50; i++) {
+          const s = i % 2 ? other : store;
+          jobs.push(s.audience.updateMemberships('s', ['u1'], addAudience('u1', `a${i}`, ['d1']), T0 + i));
+        }
+        const versions = (await Promise.all(jobs)).flat();
+        expect(new Set(versions.map((v) => v.version)).size).to.equal(50);
+        let seen: UserMembership | undefined;
+        await store.audience.updateMemberships('s', ['u1'], (cur) => { seen = cur.get('u1'); return []; }, T0);
+        expect(seen!.audiences.map((a) => a.id).sort()).to.deep.equal(Array.from({ length: 50 }, (_, i) => `a${i}`).sort());
+        const s = await checkIdentity(store, 's');
+        expect(s).to.deep.include({ accepted: 50, pending: 50, profiles: 1 });
+        const [item] = await other.audience.claimDue('s', 10, T0 + 100, 1000);
+        expect(item.count).to.equal(50);
+        expect(Object.keys(item.props).filter((k) => k.startsWith('In '))).to.have.length(50);
+      });
+
+      it('two senders never claim the same item', async () => {
+        const other = await f.open();
+        for (let i = 0; i < 40; i++) await store.audience.updateMemberships('s', [`u${i}`], addAudience(`u${i}`, '1', [`d${i}`]), T0);
+        const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? other : store).audience.claimDue('s', 7, T0 + 1, 60000)));
+        const ids = claims.flat().map((it: OutboxItem) => it.distinctId);
+        expect(ids).to.have.length(40);
+        expect(new Set(ids).size).to.equal(40);
+      });
+    });
+
+    describe('identities', () => {
+      it('links the identities seen together and finds the profile by each of them', async () => {
+        const all: IdentityMap = {};
+        for (const n of IDENTITY_NAMES) all[n] = sampleValue(n, 1);
+        const [p] = await store.identities.learn([all], T0);
+        expect(p!.key).to.equal(all.mpid);
+        expect(p!.mpid).to.equal(all.mpid);
+        for (const n of IDENTITY_NAMES) {
+          const [m] = await store.identities.resolve([{ [n]: all[n] }]);
+          expect(m, n).to.not.equal(undefined);
+          expect(m!.profile.key, n).to.equal(all.mpid);
+          expect(m!.matchedBy).to.equal(n);
+        }
+        const [none] = await store.identities.resolve([{ email: 'nobody@example.com' }]);
+        expect(none).to.equal(undefined);
+        expect(await store.identities.profileCount()).to.equal(1);
+      });
+
+      it('keys a profile without an MPID as anon:<uuid> and re-keys it by MPID when one arrives', async () => {
+        const [anon] = await store.identities.learn([{ ios_idfv: 'IDFV-1', email: 'a@example.com' }], T0);
+        expect(anon!.key).to.match(/^anon:[0-9a-f-]{36}$/);
+        expect(anon!.mpid).to.equal(undefined);
+        const [known] = await store.identities.learn([{ mpid: '-42', customer_id: 'c1', ios_idfv: 'IDFV-1' }], T0 + 1);
+        expect(known).to.deep.equal({ key: '-42', mpid: '-42', identities: { customer_id: 'c1', email: 'a@example.com', ios_idfv: 'IDFV-1' } });
+        expect(await store.identities.profileCount()).to.equal(1);
+        const [m] = await store.identities.resolve([{ email: 'a@example.com' }]);
+        expect(m!.profile.key).to.equal('-42');
+      });
+
+      it('merges two known anonymous profiles into the older one', async () => {
+        const [a] = await store.identities.learn([{ ios_idfv: 'IDFV-A' }], T0);
+        const [b] = await store.identities.learn([{ android_uuid: 'droid-b', email: 'b@example.com' }], T0 + 10);
+        const [merged] = await store.identities.learn([{ ios_idfv: 'IDFV-A', email: 'b@example.com' }], T0 + 20);
+        expect(merged!.key).to.equal(a!.key);
+        expect(merged!.key).to.not.equal(b!.key);
+        expect(merged!.identities).to.deep.equal({ ios_idfv: 'IDFV-A', email: 'b@example.com', android_uuid: 'droid-b' });
+        const found = await store.identities.resolve([{ android_uuid: 'droid-b' }, { ios_idfv: 'IDFV-A' }]);
+        expect(found.map((m) => m!.profile.key)).to.deep.equal([a!.key, a!.key]);
+        expect(await store.identities.profileCount()).to.equal(1);
+      });
+
+      it('never merges two MPIDs: the identity moves to the profile that claimed it last', async () => {
+        await store.identities.learn([{ mpid: '1', email: 'shared@example.com', customer_id: 'c1' }], T0);
+        await store.identities.learn([{ mpid: '2', email: 'shared@example.com' }], T0 + 1);
+        const [byEmail, byCustomer, one] = await store.identities.resolve([{ email: 'shared@example.com' }, { customer_id: 'c1' }, { mpid: '1' }]);
+        expect(byEmail!.profile.mpid).to.equal('2');
+        expect(byCustomer!.profile.mpid).to.equal('1');
+        expect(one!.profile.identities).to.deep.equal({ customer_id: 'c1' });
+        expect(await store.identities.profileCount()).to.equal(2);
+      });
+
+      it('an anonymous observation touching an MPID profile joins it; the newest value of a type wins, old ones still resolve', async () => {
+        await store.identities.learn([{ mpid: '5', ios_idfv: 'OLD' }], T0);
+        const [p] = await store.identities.learn([{ ios_idfv: 'OLD', push_token: 'tok' }, { mpid: '5', ios_idfv: 'NEW' }], T0 + 1);
+        expect(p!.key).to.equal('5');
+        const [old, fresh] = await store.identities.resolve([{ ios_idfv: 'OLD' }, { ios_idfv: 'NEW' }]);
+        expect(old!.profile).to.deep.equal({ key: '5', mpid: '5', identities: { ios_idfv: 'NEW', push_token: 'tok' } });
+        expect(fresh!.profile.key).to.equal('5');
+      });
+
+      it('resolves by the highest-priority known identity when a lookup points to two profiles', async () => {
+        await store.identities.learn([{ mpid: '10', customer_id: 'c10' }, { mpid: '11', ios_idfv: 'V11' }], T0);
+        const [m] = await store.identities.resolve([{ ios_idfv: 'V11', customer_id: 'c10' }]);
+        expect(m).to.deep.include({ matchedBy: 'customer_id' });
+        expect(m!.profile.key).to.equal('10');
+      });
+
+      it('learns and resolves arrays in order, later items seeing earlier ones', async () => {
+        const obs: IdentityMap[] = [];
+        for (let i = 0; i < 1000; i++) obs.push({ mpid: String(1000 + i), customer_id: `c${i}`, email: `u${i}@example.com` });
+        obs.push({});
+        obs.push({ customer_id: 'c1', ios_idfv: 'EXTRA' });
+        const learned = await store.identities.learn(obs, T0);
+        expect(learned).to.have.length(1002);
+        expect(learned[1000]).to.equal(undefined);
+        expect(learned[1001]!.key).to.equal('1001');
+        const lookups: IdentityMap[] = [];
+        for (let i = 0; i < 1000; i++) lookups.push(i % 2 ? { email: `u${i}@example.com` } : { customer_id: `missing${i}` });
+        lookups.push({ ios_idfv: 'EXTRA' });
+        const res = await store.identities.resolve(lookups);
+        expect(res).to.have.length(1001);
+        for (let i = 0; i < 1000; i++) {
+          if (i % 2) expect(res[i]!.profile.mpid).to.equal(String(1000 + i));
+          else expect(res[i]).to.equal(undefined);
+        }
+        expect(res[1000]!.profile.key).to.equal('1001');
+        expect(await store.identities.profileCount()).to.equal(1000);
+      });
+
+      it('parallel learns from two handles linking to one MPID keep every identity', async () => {
+        const other = await f.open();
+        await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? other : store).identities.learn([{ mpid: '77', email: `e${i}@example.com` }], T0 + i)));
+        const res = await store.identities.resolve(Array.from({ length: 50 }, (_, i) => ({ email: `e${i}@example.com` })));
+        expect(res.every((m) => m?.profile.key === '77')).to.equal(true);
+        expect(await store.identities.profileCount()).to.equal(1);
+      });
+
+      it('parallel anonymous learns of one new device make one profile', async () => {
+        const other = await f.open();
+        await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? other : store).identities.learn([{ ios_idfv: 'SAME', other: `o${i}` }], T0 + i)));
+        expect(await store.identities.profileCount()).to.equal(1);
+        const [m] = await store.identities.resolve([{ other: 'o13' }]);
+        expect(m!.profile.identities.ios_idfv).to.equal('SAME');
+      });
+    });
+  });
+}
+
+for (const f of factories) storeContract(f);
