@@ -1,0 +1,140 @@
+import { SyncError } from '../../errors';
+import { matchLookup, planLearn, type IdentityView } from '../../identity/plan';
+import { publicProfile, type IdentityMap, type IdentityMatch, type IdentityProfile, type ProfileRecord } from '../../identity/types';
+import { orderedEntries } from '../../identity/values';
+import type { IdentityStore } from '../identity-store';
+import { MAX_CAS_ATTEMPTS, backoffMs, sleep, type RedisConnection, type Scripts } from './connection';
+
+/**
+ * The identity graph in two hashes: `<prefix>id:links` (`name:value` → profile key) and `<prefix>id:profiles`
+ * (key → profile JSON). Reads of a whole array are one script (links, then the profiles they point to); learning is
+ * that read, the shared planner, and one compare-and-set script that writes only if every link and profile read is
+ * unchanged (otherwise the batch is planned again on fresh data).
+ */
+export const IDENTITY_SCRIPTS: Scripts = {
+  // KEYS: links, profiles. ARGV: link ids. Returns {key or '' per id, [key, json, key, json, …] of distinct keys}.
+  idRead: {
+    keys: 2,
+    lua: `
+local keys, profiles, seen = {}, {}, {}
+for i, id in ipairs(ARGV) do
+  local k = redis.call('HGET', KEYS[1], id)
+  if k then
+    keys[i] = k
+    if not seen[k] then
+      seen[k] = true
+      local p = redis.call('HGET', KEYS[2], k)
+      if p then profiles[#profiles + 1] = k; profiles[#profiles + 1] = p end
+    end
+  else
+    keys[i] = ''
+  end
+end
+return {keys, profiles}`,
+  },
+  // KEYS: links, profiles. ARGV[1]: {el: [[id, keyOr'']], ep: [[key, jsonOr'']], sl: [[id, key]], dl: [id],
+  // sp: [[key, json]], dp: [key]}. Returns 0 when something read has changed since, 1 when written.
+  idWrite: {
+    keys: 2,
+    lua: `
+local d = cjson.decode(ARGV[1])
+for _, e in ipairs(d.el) do
+  local cur = redis.call('HGET', KEYS[1], e[1])
+  if cur == false then cur = '' end
+  if cur ~= e[2] then return 0 end
+end
+for _, e in ipairs(d.ep) do
+  local cur = redis.call('HGET', KEYS[2], e[1])
+  if cur == false then cur = '' end
+  if cur ~= e[2] then return 0 end
+end
+for _, l in ipairs(d.sl) do redis.call('HSET', KEYS[1], l[1], l[2]) end
+for _, id in ipairs(d.dl) do redis.call('HDEL', KEYS[1], id) end
+for _, p in ipairs(d.sp) do redis.call('HSET', KEYS[2], p[1], p[2]) end
+for _, k in ipairs(d.dp) do redis.call('HDEL', KEYS[2], k) end
+return 1`,
+  },
+};
+
+interface Snapshot {
+  links: Map<string, string>;
+  /** Raw JSON as stored, for the compare-and-set. */
+  profiles: Map<string, string>;
+}
+
+export class RedisIdentityStore implements IdentityStore {
+  private readonly linksKey: string;
+  private readonly profilesKey: string;
+
+  constructor(private readonly conn: RedisConnection, prefix: string) {
+    this.linksKey = `${prefix}id:links`;
+    this.profilesKey = `${prefix}id:profiles`;
+  }
+
+  private async read(ids: string[]): Promise<Snapshot> {
+    const snap: Snapshot = { links: new Map(), profiles: new Map() };
+    if (!ids.length) return snap;
+    const [keys, profiles] = (await this.conn.run((c) => this.conn.script(c, 'idRead', this.linksKey, this.profilesKey, ...ids))) as [string[], string[]];
+    ids.forEach((id, i) => { if (keys[i]) snap.links.set(id, keys[i]); });
+    for (let i = 0; i < profiles.length; i += 2) snap.profiles.set(profiles[i], profiles[i + 1]);
+    return snap;
+  }
+
+  async learn(observations: IdentityMap[], now: number): Promise<Array<IdentityProfile | undefined>> {
+    const ids = [...new Set(observations.flatMap((o) => orderedEntries(o).map((e) => e[2])))];
+    if (!ids.length) return observations.map(() => undefined);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const snap = await this.read(ids);
+      const parsed = new Map<string, ProfileRecord>();
+      const view: IdentityView = {
+        link: (id) => snap.links.get(id),
+        profile: (key) => {
+          const raw = snap.profiles.get(key);
+          if (raw === undefined) return undefined;
+          let p = parsed.get(key);
+          if (!p) parsed.set(key, (p = JSON.parse(raw) as ProfileRecord));
+          return p;
+        },
+      };
+      const { changes, profiles } = planLearn(view, observations, now);
+      // Every link of the batch was read (absent ones expected absent); every profile read is expected unchanged.
+      // A planned new profile's key is either `anon:<uuid>` (fresh) or an MPID whose `mpid:` link was read.
+      const write = {
+        el: ids.map((id) => [id, snap.links.get(id) ?? '']),
+        ep: [...snap.profiles],
+        sl: [] as Array<[string, string]>, dl: [] as string[], sp: [] as Array<[string, string]>, dp: [] as string[],
+      };
+      for (const [id, key] of changes.links) {
+        if (key === null) write.dl.push(id);
+        else if (snap.links.get(id) !== key) write.sl.push([id, key]);
+      }
+      for (const [key, p] of changes.profiles) {
+        if (p === null) write.dp.push(key);
+        else write.sp.push([key, JSON.stringify(p)]);
+      }
+      const ok = await this.conn.run((c) => this.conn.script(c, 'idWrite', this.linksKey, this.profilesKey, JSON.stringify(write)));
+      if (Number(ok) === 1) return profiles;
+      await sleep(backoffMs(attempt));
+    }
+    throw new SyncError('STORE_UNAVAILABLE', `store unavailable: gave up after ${MAX_CAS_ATTEMPTS} concurrent changes to the same identities`);
+  }
+
+  async resolve(lookups: IdentityMap[]): Promise<Array<IdentityMatch | undefined>> {
+    const ids = [...new Set(lookups.flatMap((l) => orderedEntries(l).map((e) => e[2])))];
+    const snap = await this.read(ids);
+    const cache = new Map<string, ProfileRecord>();
+    return lookups.map((l) => {
+      const m = matchLookup(l, (id) => snap.links.get(id));
+      if (!m) return undefined;
+      const raw = snap.profiles.get(m.key);
+      if (raw === undefined) return undefined;
+      let p = cache.get(m.key);
+      if (!p) cache.set(m.key, (p = JSON.parse(raw) as ProfileRecord));
+      return { profile: publicProfile(p), matchedBy: m.matchedBy };
+    });
+  }
+
+  async profileCount(): Promise<number> {
+    return this.conn.run((c) => c.hlen(this.profilesKey));
+  }
+}
