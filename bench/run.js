@@ -374,8 +374,13 @@ async function benchBurst(sink) {
   }
 }
 
+/** A node counts as built once its source is committed (others may be mid-way in the working tree) and compiled. */
 function builtNode(type) {
-  return fs.existsSync(path.join(ROOT, 'dist', 'nodes', `${type}.js`));
+  let tracked = '';
+  try {
+    tracked = execFileSync('git', ['ls-files', `nodes/${type}.ts`], { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch { /* not a git checkout */ }
+  return tracked !== '' && fs.existsSync(path.join(ROOT, 'dist', 'nodes', `${type}.js`));
 }
 
 // ---- report ----------------------------------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ function startRun(cfg) {
 
 function status() {
   const r = run;
-  if (!r) return { registered: !!gen, running: false };
+  if (!r) return { registered: !!gen, running: false, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb() };
   const end = r.finished ? r.t1 : performance.now();
   const cpu = r.finished ? r.cpu1 : process.cpuUsage(r.cpu0);
   const sorted = Float64Array.from(r.lat).sort();
