@@ -59,12 +59,16 @@ export class RedisConnection {
       const done = (err?: Error) => {
         clearTimeout(timer);
         c.off('ready', onReady);
+        c.off('error', onError);
         if (err) reject(err);
         else resolve();
       };
       const onReady = () => done();
+      // A refused or failed connection attempt answers now; only a slow one waits for the timeout.
+      const onError = (err: Error) => done(new Error(`not connected (${err.message})`));
       const timer = setTimeout(() => done(new Error(`not connected within ${REDIS_TIMEOUT_MS} ms${this.lastError ? ` (${this.lastError.message})` : ''}`)), REDIS_TIMEOUT_MS);
       c.on('ready', onReady);
+      c.on('error', onError);
     });
   }
 
