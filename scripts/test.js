@@ -3,6 +3,7 @@
 // 127.0.0.1, installed with apt when missing), then runs every mocha suite once and exits with mocha's code.
 'use strict';
 const { spawn, spawnSync, execSync } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 
@@ -44,7 +45,12 @@ async function main() {
   await waitForPort(REDIS_PORT, 10000);
 
   const suites = process.argv.slice(2);
-  const args = suites.length ? suites : ['test/unit/**/*.spec.ts', 'test/nodes/**/*.spec.ts', 'test/e2e/**/*.spec.ts'];
+  const defaults = ['test/unit/**/*.spec.ts', 'test/nodes/**/*.spec.ts', 'test/e2e/**/*.spec.ts'];
+  // The editor's browser tests drive Debian's Chromium (installed with apt-get when /usr/bin/chromium is missing).
+  const wantsBrowser = suites.length ? suites.some((s) => s.startsWith('test/browser')) : fs.existsSync(path.join(root, 'test', 'browser'));
+  if (wantsBrowser) require('./ensure-chromium.js').ensureChromium();
+  if (!suites.length && fs.existsSync(path.join(root, 'test', 'browser'))) defaults.push('test/browser/**/*.spec.ts');
+  const args = suites.length ? suites : defaults;
   const mocha = spawn(process.execPath, [require.resolve('mocha/bin/mocha.js'), ...args], {
     cwd: root,
     stdio: 'inherit',
