@@ -14,8 +14,8 @@ import type { IdentityMap } from '../../src/identity/types';
 
 /**
  * One contract, three backends. Each backend factory opens stores on the same data: `open()` twice gives two
- * handles (two SQLite connections, two Redis connections), so the concurrency tests exercise what two Node-RED
- * instances would do.
+ * Redis connections (what two Node-RED instances do); SQLite and memory are one-process stores, so there the
+ * second handle is the same store and the concurrency tests exercise concurrent calls of one process.
  */
 export interface BackendFactory {
   name: string;
@@ -91,7 +91,8 @@ export const factories: BackendFactory[] = (() => {
     },
     {
       name: 'sqlite',
-      async open() { return track(openSqliteStore(file)); },
+      // One handle per file (the SQLite store locks its file against a second process): "two handles" share it.
+      async open() { return opened[0] ?? track(openSqliteStore(file)); },
       async reset() {
         await closeAll();
         if (dir) fs.rmSync(dir, { recursive: true, force: true });

@@ -129,3 +129,20 @@ describe('redis store: connection behaviour', function () {
     expect((await a.identities.resolve([{ email: 'x@example.com' }]))[0]!.profile.mpid).to.equal('9');
   });
 });
+
+describe('redis store: large arrays', function () {
+  this.timeout(30000);
+  it('resolves 12000 identities in one call (past Lua unpack limits)', async function () {
+    const url = process.env.REDIS_URL;
+    if (!url) this.skip();
+    const store = openRedisStore({ url: url!, keyPrefix: `big:${process.pid}:${Date.now()}:` });
+    try {
+      const obs = Array.from({ length: 3000 }, (_, i) => ({ mpid: String(i + 1), customer_id: `c${i}`, email: `u${i}@x.io`, ios_idfv: `V${i}` }));
+      await store.identities.learn(obs, 1);
+      const res = await store.identities.resolve(obs.map((o) => ({ customer_id: o.customer_id, email: o.email, ios_idfv: o.ios_idfv, other: 'x' })));
+      expect(res.every((m, i) => m?.profile.mpid === String(i + 1))).to.equal(true);
+    } finally {
+      await store.close();
+    }
+  });
+});

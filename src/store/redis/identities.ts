@@ -16,18 +16,32 @@ export const IDENTITY_SCRIPTS: Scripts = {
   idRead: {
     keys: 2,
     lua: `
-local keys, profiles, seen = {}, {}, {}
-for i, id in ipairs(ARGV) do
-  local k = redis.call('HGET', KEYS[1], id)
+-- HMGETs in chunks instead of one HGET per identity (redis.call is the cost that grows with the array; unpack is
+-- limited by Lua's C stack, hence the chunks).
+local function hmget(key, list)
+  local out = {}
+  for s = 1, #list, 1000 do
+    local part = redis.call('HMGET', key, unpack(list, s, math.min(s + 999, #list)))
+    for i = 1, #part do out[s + i - 1] = part[i] end
+  end
+  return out
+end
+local found = hmget(KEYS[1], ARGV)
+local keys, want, seen = {}, {}, {}
+for i = 1, #ARGV do
+  local k = found[i]
   if k then
     keys[i] = k
-    if not seen[k] then
-      seen[k] = true
-      local p = redis.call('HGET', KEYS[2], k)
-      if p then profiles[#profiles + 1] = k; profiles[#profiles + 1] = p end
-    end
+    if not seen[k] then seen[k] = true; want[#want + 1] = k end
   else
     keys[i] = ''
+  end
+end
+local profiles = {}
+if #want > 0 then
+  local ps = hmget(KEYS[2], want)
+  for i = 1, #want do
+    if ps[i] then profiles[#profiles + 1] = want[i]; profiles[#profiles + 1] = ps[i] end
   end
 end
 return {keys, profiles}`,
