@@ -217,8 +217,9 @@ export = function (RED: NodeAPI) {
       node.warn(RED._('mixpanel-cohort-in.errors.http-disabled'));
       setStatus('grey', 'ring', 'http-disabled');
     } else if (authProblem) {
-      // Refuse to open an endpoint that anybody could post to by accident.
-      node.error(RED._(`mixpanel-cohort-in.errors.${authProblem}`));
+      // Refuse to open an endpoint that anybody could post to by accident. A warning, not an error: a freshly
+      // imported example has no credentials yet (flows never carry them), and that is a setup step, not a fault.
+      node.warn(RED._(`mixpanel-cohort-in.errors.${authProblem}`));
       idleStatus();
     } else {
       const middleware: Handler | Handler[] =
