@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors';
 import { backoffDelay, type BackoffPolicy } from '../mixpanel/backoff';
 import type { EngageOutcome, EngagePost } from '../mixpanel/engage-client';
 import type { AudienceStore, OutboxItem } from '../store/audience-store';
+import { RatePacer } from './pacer';
 
 export type SenderPhase = 'idle' | 'sending' | 'retrying' | 'paused' | 'store-error';
 
@@ -60,6 +61,7 @@ export class AudienceSender {
   private paused = false;
   private blockedUntil = 0;
   private failures = 0;
+  private readonly pacer = new RatePacer();
 
   constructor(opts: SenderOptions) {
     const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SenderOptions;
@@ -112,8 +114,9 @@ export class AudienceSender {
     try {
       while (!this.closed && !this.paused && this.inflight.size < this.o.concurrency) {
         const now = this.o.now();
-        if (now < this.blockedUntil) {
-          this.schedule(this.blockedUntil);
+        const allowedAt = Math.max(this.blockedUntil, this.pacer.nextSendAt(now));
+        if (now < allowedAt) {
+          this.schedule(allowedAt);
           break;
         }
         const items = await store.claimDue(scope, this.o.batchSize, now, this.o.leaseMs);
@@ -122,6 +125,7 @@ export class AudienceSender {
           if (next !== undefined) this.schedule(Math.max(next, now + 50));
           break;
         }
+        this.pacer.reserve(items.length, now);
         this.o.events.state({ phase: 'sending' });
         const run: Promise<void> = this.sendBatch(items)
           .catch((err: unknown) => this.storeFailed(err))
@@ -178,6 +182,7 @@ export class AudienceSender {
     switch (outcome.kind) {
       case 'ok':
         this.failures = 0;
+        this.pacer.acked(items.length, now);
         await store.ack(scope, items, now);
         this.o.events.acked(items);
         return;
@@ -200,9 +205,20 @@ export class AudienceSender {
         this.resumeLater();
         return;
       case 'retry': {
-        const delay = backoffDelay(this.o.backoff, this.failures, outcome.retryAfterMs);
-        this.failures += 1;
-        this.blockedUntil = Math.max(this.blockedUntil, now + delay);
+        // A 429 without Retry-After means "too fast", not "down": this batch backs off (2 s doubling, as Mixpanel
+        // asks) while the pacer slows everything else to just under the accepted rate, so the limit is used, not
+        // wasted. 5xx, timeouts, connection errors and an explicit Retry-After stop the whole sender instead.
+        const tooFast = outcome.status === 429 && outcome.retryAfterMs === undefined;
+        let retryAt: number;
+        if (tooFast) {
+          this.pacer.rateLimited(now);
+          retryAt = now + backoffDelay(this.o.backoff, Math.min(...items.map((i) => i.attempts)));
+        } else {
+          const delay = backoffDelay(this.o.backoff, this.failures, outcome.retryAfterMs);
+          this.failures += 1;
+          this.blockedUntil = Math.max(this.blockedUntil, now + delay);
+          retryAt = this.blockedUntil;
+        }
         const expired = items.filter((i) => now - i.queuedAt >= this.o.retryWindowMs && i.attempts + 1 >= this.o.minAttempts);
         const keep = items.filter((i) => !expired.includes(i));
         if (expired.length) {
@@ -210,9 +226,9 @@ export class AudienceSender {
           await store.bury(scope, expired.map((item) => ({ item, reason })), now);
           this.o.events.dead(expired, reason, outcome.status === 429 ? 'MIXPANEL_RATE_LIMITED' : 'MIXPANEL_UNAVAILABLE');
         }
-        if (keep.length) await store.retryLater(scope, keep, this.blockedUntil);
-        this.o.events.state({ phase: 'retrying', reason: outcome.reason, retryAt: this.blockedUntil });
-        this.schedule(this.blockedUntil);
+        if (keep.length) await store.retryLater(scope, keep, retryAt);
+        this.o.events.state({ phase: 'retrying', reason: outcome.reason, retryAt });
+        this.schedule(tooFast ? this.pacer.nextSendAt(now) : retryAt);
         return;
       }
     }
