@@ -149,7 +149,7 @@ export = function (RED: NodeAPI) {
       }
       let outcome: ForwardOutcome;
       try {
-        outcome = await forwardAudienceMessage({ store: store.audience, scope, settings, now: Date.now }, msg.payload);
+        outcome = await forwardAudienceMessage({ store: store.audience, identities: store.identities, scope, settings, now: Date.now }, msg.payload);
       } catch (err) {
         refreshStatus();
         throw storeError(err);

@@ -3,6 +3,8 @@ import type { Issue } from '../errors';
 import type { AudienceOutSettings } from '../schemas/settings';
 import type { MembershipChangeRequest, SubscriptionRequest } from '../schemas/audience-input';
 import type { AudienceStore, MembershipWrite, ProfileSet, QueuedVersion, UserMembership } from '../store/audience-store';
+import type { IdentityStore } from '../store/identity-store';
+import { completeFromIdentityStore } from './known-identities';
 import { applyUserChange } from './membership';
 import { parseAudienceInput, type UserChange } from './parse-input';
 import { chooseTargets, userKey } from './targets';
@@ -23,7 +25,9 @@ export type ForwardOutcome =
 export interface ForwarderDeps {
   store: AudienceStore;
   scope: string;
-  settings: Pick<AudienceOutSettings, 'perAudienceAttribute' | 'identityTargets' | 'targetMode' | 'cleanupOnRemove'>;
+  settings: Pick<AudienceOutSettings, 'perAudienceAttribute' | 'identityTargets' | 'targetMode' | 'cleanupOnRemove' | 'resolveIdentities'>;
+  /** Needed only with `resolveIdentities`. */
+  identities?: IdentityStore;
   now: () => number;
 }
 
@@ -52,6 +56,7 @@ export async function forwardAudienceMessage(deps: ForwarderDeps, payload: unkno
   }
 
   const issues = [...parsed.issues];
+  if (deps.settings.resolveIdentities && deps.identities) await completeFromIdentityStore(deps.identities, parsed.users);
   const work: Array<{ user: UserChange; key: string; targets: string[] }> = [];
   for (const user of parsed.users) {
     const targets = chooseTargets(user.identities, deps.settings.identityTargets, deps.settings.targetMode);

@@ -55,6 +55,8 @@ export const AudienceOutSettings = z.object({
     z.array(z.enum(IDENTITY_NAMES)).min(1, 'choose at least one identity').default([...DEFAULT_IDENTITY_TARGETS]),
   ),
   targetMode: z.enum(TARGET_MODES).default('each'),
+  /** Complete each user's identities from the identity links `identity-resolve` learnt in the same store. */
+  resolveIdentities: bool(false),
   /** Send `In <Audience>` false to every member when an audience subscription is removed (the hosted one never does). */
   cleanupOnRemove: bool(true),
   /** Output when Mixpanel acknowledged (default) or as soon as the change is safely stored. */

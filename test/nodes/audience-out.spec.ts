@@ -1,5 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
+import { StoreSettings } from '../../src/schemas/settings';
+import { acquireStore } from '../../src/store/open';
 import { FakeMixpanel } from '../helpers/fake-mixpanel';
 import { cleanupTempDirs, collect, helper, nextMessage, nodeModules, tempDir, waitFor } from '../helpers/node-red';
 
@@ -142,6 +144,24 @@ describe('mixpanel-audience-out', function () {
     send({ type: 'audience_membership_change_request', id: 'r2', user_profiles: [profile] });
     await nextMessage('h');
     expect([...mp.profiles.keys()]).to.deep.equal(['e@x.io']);
+  });
+
+  it('completes a user from the identities identity-resolve learnt in the same store, when asked', async () => {
+    await load(mp, { resolveIdentities: true });
+    // The very store the node uses (the registry hands out one per store node), as identity-resolve would fill it.
+    const handle = acquireStore(StoreSettings.parse({ backend: 'memory' }), { userDir: '/', ownerId: 'st' });
+    try {
+      await handle.store.identities.learn([{ mpid: '8546325437751190000', customer_id: 'CUST-9', email: 'ann@example.com' }], Date.now());
+      send({ user: { email: 'Ann@Example.com' }, audiences: [{ id: 5, action: 'add' }] });
+      const msg = await nextMessage('h');
+      expect(msg.result.sent).to.deep.equal(['CUST-9']);
+      expect(mp.profiles.get('CUST-9')).to.deep.equal({ SegmentMembership: "'5'" });
+      send({ user: { mpid: '8546325437751190000' }, audiences: [{ id: 6, action: 'add' }] });
+      await nextMessage('h');
+      expect(mp.profiles.get('CUST-9')).to.deep.equal({ SegmentMembership: "'5','6'" }); // one membership state per person
+    } finally {
+      await handle.release();
+    }
   });
 
   it('keeps MPIDs as strings and answers mParticle with the matching response', async () => {
