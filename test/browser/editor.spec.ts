@@ -277,7 +277,11 @@ describe('editor in a real browser (Chromium + playwright-core)', function () {
       });
       expect(state.filter((n) => n.type === 'unknown'), `${file}: unknown node types`).to.deep.equal([]);
       for (const t of new Set(example.map((n) => n.type))) expect(state.map((n) => n.type), `${file} imported ${t}`).to.include(t);
-      if (SCREENSHOTS && file === 'mixpanel-round-trip.json') await page.locator('#red-ui-workspace').screenshot({ path: path.join(SCREENSHOTS, 'example-round-trip.png') });
+      if (SCREENSHOTS && file === 'mixpanel-round-trip.json') {
+        await page.locator('#red-ui-workspace-chart').click({ position: { x: 700, y: 650 } }); // deselect
+        await page.evaluate(() => (globalThis as Any).$('.red-ui-notification').remove());
+        await page.locator('#red-ui-workspace').screenshot({ path: path.join(SCREENSHOTS, 'example-round-trip.png') });
+      }
       const logFrom = red.log.length;
       expect(await deploy(), `${file} deploys without invalid nodes`).to.equal('deployed');
       await page.waitForTimeout(300);
