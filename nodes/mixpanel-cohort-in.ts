@@ -5,6 +5,7 @@ import type { MparticleBatch, OutMessage } from '../src/cohort/messages';
 import { authenticate, failure, handleWebhook, processWebhook, tooLarge, type WebhookResult } from '../src/cohort/protocol';
 import { readBody } from '../src/cohort/read-body';
 import { CohortInSettings } from '../src/cohort/settings';
+import type { IdentityMap } from '../src/identity/types';
 import type { StoreHandle } from '../src/store/open';
 import { onClose, onInput, parseSettings, statusSetter, toError } from './lib/node-kit';
 import { acquireNodeStore } from './lib/store-access';
@@ -148,7 +149,11 @@ export = function (RED: NodeAPI) {
       node.error(result.error, m);
     };
 
-    const ctx = () => ({ settings, secrets, store: handle!.store.cohorts });
+    // Identities come from the same store's identity graph (what identity-resolve learns): one resolve per page.
+    const ctx = () => {
+      const store = handle!.store;
+      return { settings, secrets, store: store.cohorts, lookup: (l: IdentityMap[]) => store.identities.resolve(l) };
+    };
     const unavailable = (why: string) => failure('unknown', 503, 'STORE_UNAVAILABLE', why);
 
     const emit = (result: WebhookResult) => {

@@ -1,6 +1,6 @@
 import type { CohortAction } from '../schemas/cohort-webhook';
 import type { CohortMemberRef } from '../store/cohort-store';
-import type { Resolution, UserIdentities } from './identity';
+import type { DeviceInfo, Resolution, UserIdentities } from './identity';
 import type { MparticleEnvironment } from './settings';
 
 /** What a message says about the page it comes from (`msg.cohort`). */
@@ -23,6 +23,8 @@ export interface MparticleBatch {
   environment: MparticleEnvironment;
   mpid?: string;
   user_identities: UserIdentities;
+  /** Only for a profile the identity store knows by device IDs alone (no MPID, no user identity). */
+  device_info?: DeviceInfo;
   user_attributes: Record<string, boolean>;
 }
 
@@ -65,9 +67,14 @@ export function buildMessages(
     if (r.matched) {
       // A computed key defines an own property even for a cohort named "__proto__".
       const attrs = { [opts.attribute]: value };
-      batches.push(r.mpid
-        ? { environment: opts.environment, mpid: r.mpid, user_identities: r.userIdentities, user_attributes: attrs }
-        : { environment: opts.environment, user_identities: r.userIdentities, user_attributes: attrs });
+      const b: MparticleBatch = {
+        environment: opts.environment,
+        ...(r.mpid ? { mpid: r.mpid } : {}),
+        user_identities: r.userIdentities,
+        ...(r.deviceInfo ? { device_info: r.deviceInfo } : {}),
+        user_attributes: attrs,
+      };
+      batches.push(b);
     } else {
       const m: UnmatchedMember = { mixpanel_distinct_id: ref.distinctId, value };
       if (ref.email) m.email = ref.email;

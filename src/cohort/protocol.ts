@@ -2,7 +2,7 @@ import { SyncError, formatPath, type ErrorCode } from '../errors';
 import { COHORT_ACTIONS, CohortWebhookBody, type CohortAction, type CohortWebhookReply } from '../schemas/cohort-webhook';
 import type { CohortMemberRef, CohortStore } from '../store/cohort-store';
 import { checkAuth, type AuthSecrets } from './auth';
-import { memberRef, resolveMembers, type DistinctIdLookup } from './identity';
+import { memberRef, resolveMembers, type IdentityLookup, type Resolution } from './identity';
 import { buildMessages, type CohortInfo, type OutMessage } from './messages';
 import { UnsafeJsonError, parseJsonSafely, sanitizeJson } from './safe-json';
 import type { CohortInSettings } from './settings';
@@ -47,7 +47,8 @@ export interface WebhookContext {
   secrets: AuthSecrets;
   store: CohortStore;
   now?: number;
-  lookup?: DistinctIdLookup;
+  /** The identity store's `resolve` (the graph `identity-resolve` learns); called once per page. */
+  lookup?: IdentityLookup;
 }
 
 function actionOf(body: unknown): string {
@@ -176,26 +177,36 @@ export async function handleWebhook(req: WebhookRequest, ctx: WebhookContext): P
   const updates: OutMessage[] = [];
   const unmatched: OutMessage[] = [];
   let unmatchedCount = 0;
+  // One identity lookup for the whole page (its additions and the removals it completed): one store round trip.
+  const all = changed.flatMap((c) => c.refs);
+  let resolutions: Resolution[];
+  let lookupError: SyncError | undefined;
   try {
-    for (const c of changed) {
-      if (c.refs.length === 0) continue;
-      const resolutions = await resolveMembers(c.refs, ctx.settings.protection, ctx.lookup);
-      const built = buildMessages(c.refs, resolutions, c.value, c.info, opts);
-      updates.push(...built.updates);
-      unmatched.push(...built.unmatched);
-      for (const m of built.unmatched) unmatchedCount += (m.payload as { count: number }).count;
-    }
+    resolutions = await resolveMembers(all, ctx.settings.protection, ctx.lookup);
   } catch (err) {
-    // Only the identity lookup can fail here. The page is already stored, so a retry is a duplicate and would
-    // emit nothing: answer success and report the error (the node turns it into a Catch-able error).
-    return { status: 200, headers: {}, reply: success, outcome: 'applied', updates, unmatched, cohort: info,
-      error: new SyncError('STORE_UNAVAILABLE', `identity lookup failed: ${(err as Error).message}`, { cause: err }) };
+    // The page is already stored, so a retry would be a duplicate and emit nothing: answer success and lose
+    // nothing. Members carrying an MPID still go out; every other one goes to output 2 (whatever the protection
+    // level: without the identity store we cannot tell who they are, and must not create profiles on a guess),
+    // and the error reaches a Catch node.
+    resolutions = await resolveMembers(all, 'update-only');
+    lookupError = new SyncError('STORE_UNAVAILABLE', `identity lookup failed: ${(err as Error).message}`, { cause: err });
+  }
+  let at = 0;
+  for (const c of changed) {
+    const mine = resolutions.slice(at, at + c.refs.length);
+    at += c.refs.length;
+    if (c.refs.length === 0) continue;
+    const built = buildMessages(c.refs, mine, c.value, c.info, opts);
+    updates.push(...built.updates);
+    unmatched.push(...built.unmatched);
+    for (const m of built.unmatched) unmatchedCount += (m.payload as { count: number }).count;
   }
   const added = body.action === 'remove_members' ? 0 : changed[0].refs.length;
   const removed = body.action === 'remove_members' ? refs.length : changed[1]?.refs.length ?? 0;
   return {
     status: 200, headers: {}, reply: success, outcome: 'applied', updates, unmatched, cohort: info,
     counts: { members: refs.length, added, removed, unmatched: unmatchedCount, complete, received },
+    ...(lookupError ? { error: lookupError } : {}),
   };
 }
 

@@ -9,6 +9,8 @@ import { parseJsonSafely, sanitizeJson } from '../../src/cohort/safe-json';
 import { CohortInSettings } from '../../src/cohort/settings';
 import type { CohortStore } from '../../src/store/cohort-store';
 import { MemoryCohortStore } from '../../src/store/memory/cohorts';
+import { MemoryIdentityStore } from '../../src/store/memory/identities';
+import type { IdentityMap } from '../../src/identity/types';
 
 /** The pure protocol core: (request, settings, store) → reply and messages, with no Node-RED and no HTTP server. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -99,12 +101,67 @@ describe('cohort core: identity', () => {
   it('update-only leaves members without MPID unmatched; create-and-update uses customer_id and email, never $device: ids', async () => {
     const refs = [{ distinctId: 'a', mpid: '1' }, { distinctId: 'b', email: 'b@x' }, { distinctId: '$device:abc' }];
     expect(await resolveMembers(refs, 'update-only')).to.deep.equal([
-      { matched: true, mpid: '1', userIdentities: {} }, { matched: false }, { matched: false }]);
+      { matched: true, mpid: '1', userIdentities: {}, via: 'member' }, { matched: false }, { matched: false }]);
     expect(await resolveMembers(refs, 'create-and-update')).to.deep.equal([
-      { matched: true, mpid: '1', userIdentities: {} },
-      { matched: true, userIdentities: { customer_id: 'b', email: 'b@x' } }, { matched: false }]);
-    const lookup = async (ids: string[]) => new Map(ids.filter((i) => i === 'b').map((i) => [i, '77']));
-    expect((await resolveMembers(refs, 'update-only', lookup))[1]).to.deep.equal({ matched: true, mpid: '77', userIdentities: {} });
+      { matched: true, mpid: '1', userIdentities: {}, via: 'member' },
+      { matched: true, userIdentities: { customer_id: 'b', email: 'b@x' }, via: 'created' }, { matched: false }]);
+  });
+
+  it('asks the identity store once for the whole page, with normalised distinct IDs and e-mails', async () => {
+    const store = new MemoryIdentityStore();
+    await store.learn([
+      { mpid: '8553083063767933171', customer_id: 'C-1', email: 'ann@example.com', ios_idfv: 'AAA' },
+      { distinct_id: 'dev-only', ios_idfv: 'BBB' },
+      { mpid: '99', distinct_id: 'other-user', customer_id: 'C-99' },
+    ], 1);
+    const calls: IdentityMap[][] = [];
+    const lookup = async (l: IdentityMap[]) => { calls.push(l); return store.resolve(l); };
+    const refs = [
+      { distinctId: 'u-1', email: ' Ann@Example.COM ' }, // known by e-mail only
+      { distinctId: 'dev-only' }, // anonymous profile known by device ID
+      { distinctId: 'other-user', mpid: '5' }, // the member's MPID wins over a profile with another MPID
+      { distinctId: 'nobody' },
+    ];
+    const r = await resolveMembers(refs, 'update-only', lookup);
+    expect(calls).to.have.length(1);
+    expect(calls[0]).to.deep.equal([
+      { distinct_id: 'u-1', email: 'ann@example.com' }, { distinct_id: 'dev-only' }, { mpid: '5', distinct_id: 'other-user' }, { distinct_id: 'nobody' }]);
+    expect(r).to.deep.equal([
+      { matched: true, mpid: '8553083063767933171', userIdentities: { customer_id: 'C-1', email: 'ann@example.com' }, via: 'store' },
+      { matched: true, userIdentities: {}, deviceInfo: { ios_idfv: 'BBB' }, via: 'store' },
+      { matched: true, mpid: '5', userIdentities: {}, via: 'member' },
+      { matched: false },
+    ]);
+    expect(typeof (r[0] as Any).mpid).to.equal('string');
+  });
+
+  it('a member MPID the store knows gets the profile\'s user identities; a failing lookup throws', async () => {
+    const store = new MemoryIdentityStore();
+    await store.learn([{ mpid: '7', customer_id: 'C-7' }], 1);
+    const r = await resolveMembers([{ distinctId: 'x', mpid: '7' }], 'update-only', (l) => store.resolve(l));
+    expect(r).to.deep.equal([{ matched: true, mpid: '7', userIdentities: { customer_id: 'C-7' }, via: 'member' }]);
+    let failed: unknown;
+    try { await resolveMembers([{ distinctId: 'x' }], 'update-only', async () => { throw new Error('down'); }); } catch (e) { failed = e; }
+    expect((failed as Error).message).to.equal('down');
+  });
+
+  it('a completing members page resolves additions and removals in one lookup; a failed lookup loses nothing', async () => {
+    const cohorts = new MemoryCohortStore();
+    const ids = new MemoryIdentityStore();
+    await ids.learn([{ mpid: '11', distinct_id: 'a' }, { mpid: '12', distinct_id: 'b' }], 1);
+    let calls = 0;
+    const c = { ...ctx(cohorts), lookup: async (l: IdentityMap[]) => { calls++; return ids.resolve(l); } };
+    await processWebhook(req(page('members', [{ mixpanel_distinct_id: 'a' }], { mixpanel_session_id: 'A' })), c);
+    calls = 0;
+    const r = await processWebhook(req(page('members', [{ mixpanel_distinct_id: 'b' }], { mixpanel_session_id: 'B' })), c);
+    expect(calls).to.equal(1);
+    expect(r.updates.map((m) => (m.payload as Any[]).map((b) => [b.mpid, b.user_attributes.VIP]))).to.deep.equal([[['12', true]], [['11', false]]]);
+    const down = { ...ctx(new MemoryCohortStore(), { protection: 'create-and-update' }), lookup: async () => { throw new Error('redis down'); } };
+    const r2 = await processWebhook(req(page('add_members', [{ mixpanel_distinct_id: 'x', $mparticle_user_id: '3' }, { mixpanel_distinct_id: 'y' }])), down);
+    expect(r2.status).to.equal(200);
+    expect(r2.error?.code).to.equal('STORE_UNAVAILABLE');
+    expect((r2.updates[0].payload as Any[]).map((b) => b.mpid)).to.deep.equal(['3']);
+    expect((r2.unmatched[0].payload as Any).members.map((m: Any) => m.mixpanel_distinct_id)).to.deep.equal(['y']);
   });
 });
 
