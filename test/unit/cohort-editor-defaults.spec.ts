@@ -15,7 +15,7 @@ describe('cohort-in editor defaults agree with the zod settings schema', () => {
     const RED = { nodes: { registerType: (t: string, d: Any) => { defs[t] = d; } }, validators: {}, _: (k: string) => k, settings: {} };
     for (const m of html.matchAll(/<script type="text\/javascript">([\s\S]*?)<\/script>/g)) vm.runInNewContext(m[1], { RED, $: () => ({}) });
     const def = defs['mixpanel-cohort-in'];
-    expect(def).to.include({ category: 'Mixpanel', color: '#7856FF', inputs: 1, outputs: 2 });
+    expect(def).to.include({ category: 'Mixpanel', color: '#B3A1FF', inputs: 1, outputs: 2 });
     expect(Object.keys(def.credentials)).to.deep.equal(['username', 'password', 'token']);
     const fromSchema = CohortInSettings.parse({}) as Record<string, unknown>;
     for (const [key, value] of Object.entries(fromSchema)) {
