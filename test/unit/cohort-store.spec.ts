@@ -1,16 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import type { CohortMemberRef, CohortStore } from '../../src/store/cohort-store';
+import type { CohortMemberRef, CohortStore, MembersPageResult } from '../../src/store/cohort-store';
 import { MemoryCohortStore } from '../../src/store/memory/cohorts';
+import { openRedisStore } from '../../src/store/redis';
 import { SqliteCohortStore } from '../../src/store/sqlite/cohorts';
+import type { SyncStore } from '../../src/store/types';
 import { cleanupTempDirs, tempDir } from '../helpers/node-red';
 
 /** The cohort store contract, run against every embedded backend (the Redis one must pass the same cases). */
 const m = (id: string, mpid?: string): CohortMemberRef => (mpid ? { distinctId: id, mpid } : { distinctId: id });
 const ids = (refs: CohortMemberRef[]) => refs.map((r) => r.distinctId).sort();
 
-const backends: Array<[string, () => { store: CohortStore; close(): void }]> = [
+// ---- Redis: REDIS_URL when set (`npm test` starts one; unreachable fails the suite), else a redis-server of our own.
+let ownRedis: ChildProcess | undefined;
+let redisUrl: string | undefined;
+let redisSeq = 0;
+const redisRun = `${process.pid}-${Date.now().toString(36)}`;
+
+async function waitForPort(port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.once('connect', () => { c.end(); resolve(true); });
+      c.once('error', () => { c.destroy(); resolve(false); });
+    });
+    if (up) return;
+    if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function testRedisUrl(): Promise<string> {
+  if (redisUrl) return redisUrl;
+  if (process.env.REDIS_URL) return (redisUrl = process.env.REDIS_URL);
+  const port = await new Promise<number>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  ownRedis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await waitForPort(port, 10000);
+  return (redisUrl = `redis://127.0.0.1:${port}`);
+}
+
+/** Two connections on one key prefix: what two Node-RED instances sharing a Redis have. */
+async function openRedisPair(): Promise<{ a: SyncStore; b: SyncStore; close(): Promise<void> }> {
+  const url = await testRedisUrl();
+  const keyPrefix = `test:coh:${redisRun}:${++redisSeq}:`;
+  const a = openRedisStore({ url, keyPrefix });
+  const b = openRedisStore({ url, keyPrefix });
+  await a.ping(); // fail, do not skip, when Redis does not answer
+  await b.ping();
+  return { a, b, async close() { await a.close(); await b.close(); } };
+}
+
+after(() => {
+  if (ownRedis) ownRedis.kill('SIGTERM');
+  ownRedis = undefined;
+});
+
+type Opened = { store: CohortStore; close(): void | Promise<void> };
+const backends: Array<[string, () => Opened | Promise<Opened>]> = [
   ['memory', () => ({ store: new MemoryCohortStore(), close() {} })],
   ['sqlite', () => {
     const db = new Database(path.join(tempDir(), 'c.db'));
@@ -18,15 +75,20 @@ const backends: Array<[string, () => { store: CohortStore; close(): void }]> = [
     db.pragma('synchronous = NORMAL');
     return { store: new SqliteCohortStore(db), close: () => db.close() };
   }],
+  ['redis', async () => {
+    const pair = await openRedisPair();
+    await pair.b.close(); // one connection is enough for the sequential contract
+    return { store: pair.a.cohorts, close: () => pair.a.close() };
+  }],
 ];
 
 for (const [name, open] of backends) {
   describe(`cohort store contract: ${name}`, () => {
     let s: CohortStore;
     let close: () => void;
-    beforeEach(() => ({ store: s, close } = open()));
-    afterEach(() => {
-      close();
+    beforeEach(async () => ({ store: s, close } = await open()));
+    afterEach(async () => {
+      await close();
       cleanupTempDirs();
     });
 
@@ -104,3 +166,144 @@ for (const [name, open] of backends) {
     });
   });
 }
+
+// ---- Redis only: two connections (two Node-RED instances) on one cohort, and the SQLite semantics exactly ----------
+describe('cohort store: redis shared by two instances', function () {
+  this.timeout(60000);
+  let pair: Awaited<ReturnType<typeof openRedisPair>>;
+  beforeEach(async () => { pair = await openRedisPair(); });
+  afterEach(async () => { await pair.close(); });
+
+  const range = (from: number, to: number, tag = '') => Array.from({ length: to - from }, (_, i) => m(`u${String(from + i).padStart(5, '0')}${tag}`, String(from + i + 1)));
+
+  it('pages of one export staged through both at once: one completion, the right removals, each addition once', async () => {
+    const { a, b } = pair;
+    for (let round = 0; round < 10; round++) {
+      // Previous membership: u00000…u01999 (plus the first round's leftovers, swept in the round before).
+      const prev = range(round * 100, round * 100 + 2000);
+      await a.cohorts.stageMembersPage('p/c', `prev-${round}`, 1, 1, prev, 1);
+      // New export: 20 pages of 100, shifted by 500: u00500+r*100 … u02499+r*100; every page sent to both instances.
+      const next = range(round * 100 + 500, round * 100 + 2500);
+      const pages = Array.from({ length: 20 }, (_, p) => next.slice(p * 100, (p + 1) * 100));
+      const calls: Array<Promise<MembersPageResult>> = [];
+      pages.forEach((members, p) => {
+        calls.push(a.cohorts.stageMembersPage('p/c', `next-${round}`, p + 1, 20, members, 2));
+        calls.push(b.cohorts.stageMembersPage('p/c', `next-${round}`, p + 1, 20, members, 2));
+      });
+      const results = await Promise.all(calls);
+      const applied = results.filter((r) => !r.duplicate);
+      expect(applied.length, 'each page applied once').to.equal(20);
+      expect(applied.map((r) => r.received).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
+      const done = applied.filter((r) => r.complete);
+      expect(done.length, 'exactly one completion').to.equal(1);
+      const added = applied.flatMap((r) => r.added);
+      expect(ids(added)).to.deep.equal(ids(range(round * 100 + 2000, round * 100 + 2500)));
+      expect(new Set(added.map((x) => x.distinctId)).size).to.equal(added.length);
+      expect(ids(done[0].removed)).to.deep.equal(ids(range(round * 100, round * 100 + 500)));
+      expect(done[0].removed[0].mpid).to.match(/^\d+$/);
+      expect(results.filter((r) => r.duplicate).every((r) => r.added.length === 0 && r.removed.length === 0)).to.equal(true);
+      expect(await b.cohorts.memberCount('p/c')).to.equal(2000);
+    }
+  });
+
+  it('two exports racing on both instances: only the newer one removes', async () => {
+    const { a, b } = pair;
+    await a.cohorts.stageMembersPage('p/c', 'base', 1, 1, range(0, 300), 1);
+    // OLD starts first (older generation), NEW completes first, OLD's last page then arrives: it must not sweep.
+    await a.cohorts.stageMembersPage('p/c', 'OLD', 1, 2, range(0, 100), 2);
+    const [n1, n2] = await Promise.all([
+      a.cohorts.stageMembersPage('p/c', 'NEW', 1, 2, range(100, 200), 3),
+      b.cohorts.stageMembersPage('p/c', 'NEW', 2, 2, range(200, 300), 3),
+    ]);
+    const newDone = [n1, n2].filter((r) => r.complete);
+    expect(newDone.length).to.equal(1);
+    expect(ids(newDone[0].removed)).to.deep.equal(ids(range(0, 100)));
+    const late = await b.cohorts.stageMembersPage('p/c', 'OLD', 2, 2, range(50, 60), 4);
+    expect(late.complete).to.equal(true);
+    expect(late.removed).to.deep.equal([]);
+    expect(await a.cohorts.memberCount('p/c')).to.equal(210);
+  });
+
+  it('a diff page delivered to both instances applies once', async () => {
+    const { a, b } = pair;
+    const rs = await Promise.all([
+      a.cohorts.applyDiffPage('p/c', 'add_members', 'S', 1, range(0, 500), 1),
+      b.cohorts.applyDiffPage('p/c', 'add_members', 'S', 1, range(0, 500), 1),
+    ]);
+    expect(rs.map((r) => r.duplicate).sort()).to.deep.equal([false, true]);
+    expect(await a.cohorts.memberCount('p/c')).to.equal(500);
+  });
+
+  it('gives the same answers as the SQLite store on random page sequences', async () => {
+    // A seeded generator: pages of a few sessions out of order, duplicate pages, duplicate members within a page
+    // with changing mpid/email, diffs with and without session, expiry. Both stores get the same calls.
+    let seed = 42;
+    const rnd = (n: number) => { // mulberry32
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return (((t ^ (t >>> 14)) >>> 0) % n);
+    };
+    const db = new Database(path.join(tempDir(), 'diff.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    try {
+      const ref = new SqliteCohortStore(db);
+      const red = pair.a.cohorts;
+      const member = (): CohortMemberRef => {
+        const id = `d${rnd(40)}`;
+        const r: CohortMemberRef = { distinctId: id };
+        const v = rnd(4);
+        if (v & 1) r.mpid = String(100 + rnd(3));
+        if (v & 2) r.email = `${id}+${rnd(2)}@example.com`;
+        return r;
+      };
+      const norm = (x: unknown) => {
+        const r = structuredClone(x) as Record<string, unknown>;
+        for (const k of ['added', 'removed']) {
+          if (Array.isArray(r[k])) (r[k] as CohortMemberRef[]).sort((p, q) => (p.distinctId < q.distinctId ? -1 : 1));
+        }
+        return r;
+      };
+      let now = 1000;
+      for (let step = 0; step < 1500; step++) {
+        now += 1 + rnd(50);
+        const cohort = `p/${rnd(2)}`;
+        const members = Array.from({ length: rnd(12) }, member);
+        const op = rnd(10);
+        let call: (s: CohortStore) => Promise<unknown>;
+        let what: unknown[];
+        if (op < 6) {
+          const session = `s${rnd(8)}`;
+          const total = 1 + (Number(session.slice(1)) % 4);
+          const page = 1 + rnd(rnd(10) === 0 ? total + 1 : total); // now and then a page number beyond the total
+          what = ['stage', cohort, session, page, total];
+          call = (s) => s.stageMembersPage(cohort, session, page, total, members, now);
+        } else if (op < 9) {
+          const kind = rnd(2) ? 'add_members' : 'remove_members';
+          const session = rnd(3) ? `d${rnd(3)}` : undefined;
+          const page = 1 + rnd(2);
+          what = [kind, cohort, session, page];
+          call = (s) => s.applyDiffPage(cohort, kind, session, page, members, now);
+        } else {
+          const before = now - rnd(400);
+          what = ['expire', before];
+          call = (s) => s.expire(before);
+        }
+        const want = await call(ref);
+        const got = await call(red);
+        expect(norm(got), `step ${step}: ${JSON.stringify(what)} at ${now} with ${JSON.stringify(members)}`).to.deep.equal(norm(want));
+        if (step % 50 === 49) {
+          for (const c of ['p/0', 'p/1']) {
+            expect(await red.members(c, undefined, 1000), `members of ${c} at step ${step}`).to.deep.equal(await ref.members(c, undefined, 1000));
+            expect(await red.members(c, 'd2', 5)).to.deep.equal(await ref.members(c, 'd2', 5));
+            expect(await red.memberCount(c)).to.equal(await ref.memberCount(c));
+          }
+        }
+      }
+    } finally {
+      db.close();
+      cleanupTempDirs();
+    }
+  });
+});
