@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { authConfigProblem, type AuthSecrets } from '../src/cohort/auth';
 import type { MparticleBatch, OutMessage } from '../src/cohort/messages';
-import { authenticate, failure, handleWebhook, processWebhook, tooLarge, type WebhookResult } from '../src/cohort/protocol';
+import { authenticate, checkContentType, failure, handleWebhook, processWebhook, tooLarge, type WebhookResult } from '../src/cohort/protocol';
 import { readBody } from '../src/cohort/read-body';
 import { CohortInSettings } from '../src/cohort/settings';
 import type { IdentityMap } from '../src/identity/types';
@@ -182,6 +182,14 @@ export = function (RED: NodeAPI) {
         const r = unavailable(closing ? 'the receiver is restarting, please retry' : 'store unavailable, please retry');
         send(res, r);
         reportStatus(r);
+        return;
+      }
+      const wrongType = checkContentType(req.headers);
+      if (wrongType) {
+        req.resume(); // not read, only drained so the reply reaches the client
+        send(res, wrongType);
+        reportStatus(wrongType);
+        reportError(wrongType);
         return;
       }
       const read = await readBody(req, maxBytes);

@@ -79,6 +79,18 @@ export function authenticate(req: WebhookRequest, settings: CohortInSettings, se
   return failure('unknown', 401, 'WEBHOOK_AUTH', message);
 }
 
+/**
+ * Step 1b, before the body is read: Mixpanel posts `application/json`. A body declared as anything else (a form, plain
+ * text, a file upload) is not a cohort page, whatever it contains: 400, nothing read, nothing stored. A request
+ * without a Content-Type is let through (the JSON parser decides), and so is any `application/…+json`.
+ */
+export function checkContentType(headers: WebhookRequest['headers']): WebhookResult | undefined {
+  const raw = headers['content-type'];
+  const value = (Array.isArray(raw) ? raw[0] : raw)?.split(';')[0].trim().toLowerCase();
+  if (!value || value === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(value)) return undefined;
+  return failure('unknown', 400, 'WEBHOOK_INVALID', `Content-Type must be application/json, not ${value.slice(0, 100)}`);
+}
+
 /** The first zod issue as users read it: `parameters.mixpanel_cohort_id is required`. */
 function describeIssue(body: unknown, issue: { path: PropertyKey[]; message: string }): string {
   const field = formatPath(issue.path);
@@ -104,6 +116,8 @@ function parseBody(req: WebhookRequest): Parsed {
 
 /** Step 2: parse, validate, apply to the store, build the messages. Never throws. */
 export async function handleWebhook(req: WebhookRequest, ctx: WebhookContext): Promise<WebhookResult> {
+  const wrongType = checkContentType(req.headers);
+  if (wrongType) return wrongType;
   const parsed = parseBody(req);
   if (!parsed.ok) return parsed.result;
   const raw = parsed.value;
