@@ -20,7 +20,7 @@ describe('cohort-in editor defaults agree with the zod settings schema', () => {
     const fromSchema = CohortInSettings.parse({}) as Record<string, unknown>;
     for (const [key, value] of Object.entries(fromSchema)) {
       expect(def.defaults, `no editor default for ${key}`).to.have.property(key);
-      expect(CohortInSettings.parse({ [key]: def.defaults[key].value })[key], key).to.deep.equal(value);
+      expect((CohortInSettings.parse({ [key]: def.defaults[key].value }) as Record<string, unknown>)[key], key).to.deep.equal(value);
       if (def.defaults[key].validate) expect(def.defaults[key].validate(def.defaults[key].value), `${key} validates`).to.equal(true);
     }
     expect(() => CohortInSettings.parse({ path: 'no-slash' })).to.throw(/must start with/);

@@ -56,7 +56,7 @@ const diffSeg: fc.Arbitrary<Segment> = fc.record({
   kind: fc.constantFrom('add_members' as const, 'remove_members' as const),
   pages: fc.array(memberSet, { minLength: 1, maxLength: 2 }),
   dup: fc.array(fc.boolean(), { minLength: 2, maxLength: 2 }),
-  inside: fc.option(fc.nat(50), { freq: 2 }),
+  inside: fc.option(fc.nat(50), { freq: 2, nil: null }),
 });
 
 const exportSeg: fc.Arbitrary<Segment> = fc.integer({ min: 1, max: 4 }).chain((pageCount) => fc.record({
@@ -70,7 +70,7 @@ const exportSeg: fc.Arbitrary<Segment> = fc.integer({ min: 1, max: 4 }).chain((p
     attempt: fc.shuffledSubarray([...Array(pageCount).keys()], { minLength: 0, maxLength: Math.max(0, pageCount - 1) }),
     same: fc.boolean(),
     late: fc.boolean(),
-  }), { freq: 3 }),
+  }), { freq: 3, nil: null }),
 }));
 
 const history = fc.array(fc.oneof({ weight: 2, arbitrary: exportSeg }, { weight: 3, arbitrary: diffSeg }), { minLength: 1, maxLength: 10 });

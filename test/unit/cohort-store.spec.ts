@@ -73,7 +73,7 @@ const backends: Array<[string, () => Opened | Promise<Opened>]> = [
     const db = new Database(path.join(tempDir(), 'c.db'));
     db.pragma('journal_mode = WAL'); // as openSqliteStore does
     db.pragma('synchronous = NORMAL');
-    return { store: new SqliteCohortStore(db), close: () => db.close() };
+    return { store: new SqliteCohortStore(db), close: () => { db.close(); } };
   }],
   ['redis', async () => {
     const pair = await openRedisPair();
