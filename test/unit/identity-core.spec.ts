@@ -73,7 +73,7 @@ describe('identity core', () => {
     const RED = { nodes: { registerType: (t: string, d: Any) => { defs[t] = d; } }, validators: {}, _: (k: string) => k, settings: {} };
     for (const m of html.matchAll(/<script type="text\/javascript">([\s\S]*?)<\/script>/g)) vm.runInNewContext(m[1], { RED, $: jq });
     const d = defs['identity-resolve'];
-    expect(d).to.include({ category: 'Mixpanel', color: '#7856FF', inputs: 1, outputs: 2 });
+    expect(d).to.include({ category: 'Mixpanel', color: '#B3A1FF', inputs: 1, outputs: 2 });
     const fromEditor = Object.fromEntries(Object.entries(d.defaults as Record<string, { value: unknown }>).map(([k, v]) => [k, v.value]));
     const fromSchema = IdentityResolveSettings.parse({});
     for (const [k, v] of Object.entries(fromSchema)) expect(fromEditor[k], k).to.deep.equal(v);
