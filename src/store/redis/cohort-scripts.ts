@@ -14,7 +14,8 @@ import type { Scripts } from './connection';
  *
  * Members travel as flat ARGV pairs (distinct ID, data), already deduplicated by the caller (last data wins), and are
  * read and written with chunked variadic commands (ZMSCORE, ZADD, HSET, ZREM, HDEL): a 1000-member page is a handful
- * of commands, not thousands. ZMSCORE needs Redis ≥ 6.2. Chunks stay below Lua's unpack limit.
+ * of commands, not thousands (on Redis < 6.2, which has no ZMSCORE, one ZSCORE per member instead). Chunks stay below
+ * Lua's unpack limit.
  */
 
 // Shared Lua: upsert of the members in ARGV[first..] with seenGen = max(seenGen, gen); returns the 1-based indexes
@@ -28,7 +29,11 @@ local function upsert(C, gen, first)
     local e = math.min(s + CHUNK, n) - 1
     local ids = {}
     for i = s, e do ids[#ids + 1] = ARGV[first + 2 * i] end
-    local scores = redis.call('ZMSCORE', C .. 'g', unpack(ids))
+    local scores = redis.pcall('ZMSCORE', C .. 'g', unpack(ids))
+    if type(scores) == 'table' and scores.err then -- Redis < 6.2: one ZSCORE per member
+      scores = {}
+      for j = 1, #ids do scores[j] = redis.call('ZSCORE', C .. 'g', ids[j]) end
+    end
     local zg, zl, hs, hd = {}, {}, {}, {}
     for j = 1, #ids do
       local id = ids[j]
