@@ -1,7 +1,8 @@
 import { SyncError } from '../../errors';
-import { matchLookup, planLearn, type IdentityView } from '../../identity/plan';
+import { planLearn, type IdentityView } from '../../identity/plan';
 import { publicProfile, type IdentityMap, type IdentityMatch, type IdentityProfile, type ProfileRecord } from '../../identity/types';
-import { orderedEntries } from '../../identity/values';
+import type { IdentityName } from '../../identity/names';
+import { IDENTITY_PRIORITY, linkId, orderedEntries } from '../../identity/values';
 import type { IdentityStore } from '../identity-store';
 import { MAX_CAS_ATTEMPTS, backoffMs, sleep, type RedisConnection, type Scripts } from './connection';
 
@@ -70,6 +71,24 @@ return 1`,
   },
 };
 
+/** Priority rank of each identity name (`IDENTITY_PRIORITY` order). */
+const RANK = new Map<string, number>(IDENTITY_PRIORITY.map((n, i) => [n, i]));
+
+/**
+ * The link ids of one lookup in priority order: what `orderedEntries(l).map((e) => e[2])` gives, without walking the
+ * whole priority list for every lookup (a lookup carries one to three identities, the list has dozens of names).
+ */
+function lookupIds(l: IdentityMap): Array<[IdentityName, string]> {
+  const out: Array<[IdentityName, string, number]> = [];
+  for (const name of Object.keys(l)) {
+    const rank = RANK.get(name);
+    const v = l[name as IdentityName];
+    if (rank !== undefined && v !== undefined) out.push([name as IdentityName, linkId(name as IdentityName, v), rank]);
+  }
+  if (out.length > 1) out.sort((a, b) => a[2] - b[2]);
+  return out.map((e) => [e[0], e[1]]);
+}
+
 interface Snapshot {
   links: Map<string, string>;
   /** Raw JSON as stored, for the compare-and-set. */
@@ -89,7 +108,7 @@ export class RedisIdentityStore implements IdentityStore {
     const snap: Snapshot = { links: new Map(), profiles: new Map() };
     if (!ids.length) return snap;
     const [keys, profiles] = (await this.conn.run((c) => this.conn.script(c, 'idRead', this.linksKey, this.profilesKey, ...ids))) as [string[], string[]];
-    ids.forEach((id, i) => { if (keys[i]) snap.links.set(id, keys[i]); });
+    for (let i = 0; i < ids.length; i++) if (keys[i]) snap.links.set(ids[i], keys[i]);
     for (let i = 0; i < profiles.length; i += 2) snap.profiles.set(profiles[i], profiles[i + 1]);
     return snap;
   }
@@ -133,18 +152,36 @@ export class RedisIdentityStore implements IdentityStore {
     throw new SyncError('STORE_UNAVAILABLE', `store unavailable: gave up after ${MAX_CAS_ATTEMPTS} concurrent changes to the same identities`);
   }
 
+  /**
+   * One read for the whole array. Each lookup's identities are ordered once (not once for the read and again for the
+   * match), and each matched profile's JSON is parsed once per call, however many lookups share it. The match is
+   * `matchLookup`'s: the first identity in priority order that has a link.
+   */
   async resolve(lookups: IdentityMap[]): Promise<Array<IdentityMatch | undefined>> {
-    const ids = [...new Set(lookups.flatMap((l) => orderedEntries(l).map((e) => e[2])))];
+    const perLookup = lookups.map(lookupIds);
+    const seen = new Set<string>();
+    const ids: string[] = [];
+    for (const entries of perLookup) {
+      for (const [, id] of entries) {
+        if (!seen.has(id)) {
+          seen.add(id);
+          ids.push(id);
+        }
+      }
+    }
     const snap = await this.read(ids);
     const cache = new Map<string, ProfileRecord>();
-    return lookups.map((l) => {
-      const m = matchLookup(l, (id) => snap.links.get(id));
-      if (!m) return undefined;
-      const raw = snap.profiles.get(m.key);
-      if (raw === undefined) return undefined;
-      let p = cache.get(m.key);
-      if (!p) cache.set(m.key, (p = JSON.parse(raw) as ProfileRecord));
-      return { profile: publicProfile(p), matchedBy: m.matchedBy };
+    return perLookup.map((entries) => {
+      for (const [name, id] of entries) {
+        const key = snap.links.get(id);
+        if (key === undefined) continue;
+        const raw = snap.profiles.get(key);
+        if (raw === undefined) return undefined;
+        let p = cache.get(key);
+        if (!p) cache.set(key, (p = JSON.parse(raw) as ProfileRecord));
+        return { profile: publicProfile(p), matchedBy: name };
+      }
+      return undefined;
     });
   }
 
