@@ -5,6 +5,9 @@
 // to another function node that calls `out(msg)`: enqueue→output latency per message (output = Mixpanel acknowledged,
 // outputWhen 'acked'). CPU is this process's own process.cpuUsage(); RSS is sampled every 20 ms and read as VmHWM.
 // The harness talks to it over a loopback control port (BENCH_CTL_PORT): POST /run, GET /status, POST /stats.
+// identityResolve: generators registered by name ('learn', 'resolve') feed identity-resolve nodes (POST /idrun,
+// GET /idstatus); cohortIn: mixpanel-cohort-in's outputs are counted member by member (POST /cohort-reset,
+// GET /cohort-status). GET /proc: this process's CPU seconds, RSS and VmHWM.
 const fs = require('node:fs');
 const http = require('node:http');
 const { performance } = require('node:perf_hooks');
@@ -13,6 +16,9 @@ const { firehoseRequest, plainChange } = require('./records');
 let gen = null;
 let run = null;
 let statsWaiters = [];
+const gens = {}; // named generators (identityResolve: 'learn', 'resolve')
+let idRun = null; // identity-resolve closed loop (see startIdRun)
+let cohort = null; // mixpanel-cohort-in output counters (see cohortReset)
 
 function vmHwmMb() {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -55,8 +61,23 @@ function finish(r, why) {
 }
 
 const api = {
-  register(node) {
-    gen = node;
+  register(node, name) {
+    if (name) gens[name] = node;
+    else gen = node;
+  },
+  idOut(msg, port) {
+    idOutput(msg, port);
+  },
+  idErr(msg) {
+    idError(msg);
+  },
+  cohortOut(msg, port) {
+    cohortOutput(msg, port);
+  },
+  cohortErr(msg) {
+    if (!cohort) return;
+    cohort.errors += 1;
+    if (cohort.errorSamples.length < 3) cohort.errorSamples.push(String(msg && msg.error && msg.error.message).slice(0, 300));
   },
   out(msg) {
     if (msg && msg._benchStats) {
@@ -107,7 +128,7 @@ function startRun(cfg) {
 
 function status() {
   const r = run;
-  if (!r) return { registered: !!gen, running: false, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb() };
+  if (!r) return { registered: !!gen || Object.keys(gens).length > 0, running: false, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb() };
   const end = r.finished ? r.t1 : performance.now();
   const cpu = r.finished ? r.cpu1 : process.cpuUsage(r.cpu0);
   const sorted = Float64Array.from(r.lat).sort();
@@ -133,6 +154,191 @@ function nodeStats() {
   });
 }
 
+// ---- identity-resolve: arrays of users through the node, `window` messages in flight (closed loop) -------------------
+// learn(i): the profile {mpid, customer_id, email, ios_idfv} of user i. resolve(j): one identity of user
+// (j * 7919 + 13) mod space (scattered over the learnt profiles), in turn customer_id, email, ios_idfv, mpid, so
+// every lookup is a hit. Each resolved identity is checked: same profile (MPID) and distinct ID = customer ID.
+const mpidOf = (i) => `7${String(i).padStart(18, '0')}`; // a decimal string, signed-64-bit range, like real MPIDs
+const idfvOf = (i) => `6B1D0E3A-0000-4000-8000-${i.toString(16).toUpperCase().padStart(12, '0')}`;
+const KINDS = ['customer_id', 'email', 'ios_idfv', 'mpid'];
+function learnUser(i) {
+  return { mpid: mpidOf(i), customer_id: `cust-${i}`, email: `user${i}@example.com`, ios_idfv: idfvOf(i) };
+}
+function resolveUser(j, space) {
+  const i = (j * 7919 + 13) % space;
+  const kind = KINDS[j & 3];
+  const v = kind === 'customer_id' ? `cust-${i}` : kind === 'email' ? `user${i}@example.com` : kind === 'ios_idfv' ? idfvOf(i) : mpidOf(i);
+  return { [kind]: v };
+}
+
+function idPump() {
+  const r = idRun;
+  if (!r || r.finished) return;
+  const node = gens[r.kind];
+  while (r.inflight < r.window && r.next < r.n) {
+    const from = r.next;
+    const count = Math.min(r.perMsg, r.n - from);
+    r.next += count;
+    const payload = new Array(count);
+    for (let k = 0; k < count; k++) payload[k] = r.kind === 'learn' ? learnUser(r.offset + from + k) : resolveUser(from + k, r.space);
+    const id = ++r.seq;
+    r.open.set(id, { t: performance.now(), left: count });
+    r.inflight += 1;
+    node.send({ payload, _bench: { id, count } }, false);
+  }
+}
+
+function idSettle(r, id, n) {
+  const m = r.open.get(id);
+  if (!m) return;
+  m.left -= n;
+  if (m.left > 0) return;
+  r.open.delete(id);
+  r.lat.push(performance.now() - m.t);
+  r.inflight -= 1;
+  r.doneMsgs += 1;
+  if (r.next >= r.n && r.inflight === 0) idFinish(r, 'done');
+  else idPump();
+}
+
+function idOutput(msg, port) {
+  const r = idRun;
+  const b = msg && msg._bench;
+  if (!r || !b || r.finished) return;
+  if (port === 1) {
+    const users = msg.payload;
+    r.resolved += users.length;
+    if (r.kind === 'resolve') {
+      const ids = msg.identity;
+      for (let k = 0; k < users.length; k++) {
+        const u = users[k];
+        const id = ids[k];
+        const key = Object.keys(u)[0];
+        const got = key === 'mpid' ? id.mpid : id.identities[key];
+        if (got !== u[key] || !id.mpid || id.distinctId !== id.identities.customer_id || id.distinctId !== `cust-${Number(id.mpid.slice(1))}`) {
+          r.wrong += 1;
+          if (r.wrongSamples.length < 3) r.wrongSamples.push({ input: u, identity: id });
+        }
+      }
+    }
+    idSettle(r, b.id, users.length);
+  } else {
+    const n = Array.isArray(msg.unresolved) ? msg.unresolved.length : 1;
+    r.unresolved += n;
+    if (r.unresolvedSamples.length < 3) r.unresolvedSamples.push(Array.isArray(msg.unresolved) ? msg.unresolved[0] : msg.unresolved);
+    idSettle(r, b.id, n);
+  }
+}
+
+function idError(msg) {
+  const r = idRun;
+  if (!r) return;
+  r.errors += 1;
+  if (r.errorSamples.length < 3) r.errorSamples.push(String(msg && msg.error && msg.error.message).slice(0, 300));
+  const b = msg && msg._bench;
+  if (b && r.open.has(b.id)) idSettle(r, b.id, r.open.get(b.id).left); // the whole message failed: count it done
+}
+
+function idFinish(r, why) {
+  if (r.finished) return;
+  r.finished = why;
+  r.t1 = performance.now();
+  r.cpu1 = process.cpuUsage(r.cpu0);
+  clearTimeout(r.deadline);
+}
+
+function startIdRun(cfg) {
+  if (!gens[cfg.kind]) throw new Error(`the ${cfg.kind} generator node has not registered`);
+  const r = {
+    kind: cfg.kind, n: cfg.n, perMsg: cfg.perMsg || 1000, window: cfg.window || 4, space: cfg.space || cfg.n, offset: cfg.offset || 0,
+    next: 0, seq: 0, inflight: 0, open: new Map(), doneMsgs: 0, resolved: 0, unresolved: 0, wrong: 0, wrongSamples: [],
+    unresolvedSamples: [], errors: 0, errorSamples: [], lat: [], finished: null, t0: performance.now(), cpu0: process.cpuUsage(),
+  };
+  r.deadline = setTimeout(() => idFinish(r, 'deadline'), cfg.deadlineMs || 600000);
+  idRun = r;
+  setImmediate(idPump);
+}
+
+function idStatus() {
+  const r = idRun;
+  if (!r) return { running: false };
+  const end = r.finished ? r.t1 : performance.now();
+  const cpu = r.finished ? r.cpu1 : process.cpuUsage(r.cpu0);
+  const sorted = Float64Array.from(r.lat).sort();
+  return {
+    running: !r.finished, finished: r.finished, kind: r.kind, n: r.n, perMsg: r.perMsg, window: r.window, space: r.space,
+    sent: r.next, doneMsgs: r.doneMsgs, resolved: r.resolved, unresolved: r.unresolved, wrong: r.wrong, wrongSamples: r.wrongSamples,
+    unresolvedSamples: r.unresolvedSamples, errors: r.errors, errorSamples: r.errorSamples,
+    wallSec: (end - r.t0) / 1000, cpuSec: (cpu.user + cpu.system) / 1e6,
+    p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), maxMs: sorted.length ? sorted[sorted.length - 1] : 0,
+    rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb(),
+  };
+}
+
+// ---- mixpanel-cohort-in: what comes out of the node ------------------------------------------------------------------
+// Members are i = 0 … n-1 (MPID mpidOf(i)); a recurring export replaces members with p % mod === rem by new members
+// n + ⌊p / mod⌋. Output 1 messages are counted member by member in bitmaps (true and false apart), so duplicates,
+// losses and unexpected members all show. Output 2 (unmatched) is only counted.
+function cohortReset(cfg) {
+  const size = cfg.n + Math.ceil(cfg.n / cfg.mod) + 1;
+  cohort = {
+    n: cfg.n, mod: cfg.mod, rem: cfg.rem, attribute: cfg.attribute,
+    seenTrue: new Uint8Array(size), seenFalse: new Uint8Array(size),
+    msgs: 0, trueCount: 0, falseCount: 0, trueUnique: 0, falseUnique: 0, trueNew: 0, trueOld: 0, falseChanged: 0, falseOther: 0,
+    badBatches: 0, badSamples: [], errors: 0, errorSamples: [], unmatchedMsgs: 0, unmatched: 0, firstOutAt: 0, lastOutAt: 0,
+  };
+}
+
+function cohortOutput(msg, port) {
+  const c = cohort;
+  if (!c) return;
+  const now = Date.now();
+  if (!c.firstOutAt) c.firstOutAt = now;
+  c.lastOutAt = now;
+  if (port === 2) {
+    c.unmatchedMsgs += 1;
+    c.unmatched += (msg.payload && msg.payload.count) || 0;
+    return;
+  }
+  c.msgs += 1;
+  const value = msg.cohort && msg.cohort.change === 'add';
+  const batches = Array.isArray(msg.payload) ? msg.payload : [msg.payload];
+  for (const b of batches) {
+    const v = b && b.user_attributes ? b.user_attributes[c.attribute] : undefined;
+    const i = b && typeof b.mpid === 'string' && b.mpid.length === 19 ? Number(b.mpid.slice(1)) : NaN;
+    if (v !== value || !(i >= 0 && i < c.seenTrue.length) || b.environment !== 'production') {
+      c.badBatches += 1;
+      if (c.badSamples.length < 3) c.badSamples.push(JSON.stringify(b).slice(0, 300));
+      continue;
+    }
+    const seen = value ? c.seenTrue : c.seenFalse;
+    if (value) c.trueCount += 1;
+    else c.falseCount += 1;
+    if (seen[i]) continue;
+    seen[i] = 1;
+    if (value) {
+      c.trueUnique += 1;
+      if (i >= c.n) c.trueNew += 1;
+      else c.trueOld += 1;
+    } else {
+      c.falseUnique += 1;
+      if (i < c.n && i % c.mod === c.rem) c.falseChanged += 1;
+      else c.falseOther += 1;
+    }
+  }
+}
+
+function cohortStatus() {
+  if (!cohort) return {};
+  const { seenTrue, seenFalse, badSamples, ...rest } = cohort;
+  return { ...rest, badSamples };
+}
+
+function procStatus() {
+  const cpu = process.cpuUsage();
+  return { cpuSec: (cpu.user + cpu.system) / 1e6, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb() };
+}
+
 const port = Number(process.env.BENCH_CTL_PORT || 0);
 if (port) {
   http.createServer((req, res) => {
@@ -151,6 +357,17 @@ if (port) {
         }
         if (req.url === '/status') return reply(200, status());
         if (req.url === '/stats') return reply(200, await nodeStats());
+        if (req.url === '/idrun') {
+          startIdRun(body);
+          return reply(200, { ok: true });
+        }
+        if (req.url === '/idstatus') return reply(200, idStatus());
+        if (req.url === '/cohort-reset') {
+          cohortReset(body);
+          return reply(200, { ok: true });
+        }
+        if (req.url === '/cohort-status') return reply(200, cohortStatus());
+        if (req.url === '/proc') return reply(200, procStatus());
         return reply(404, {});
       } catch (err) {
         return reply(500, { error: String(err && err.message || err) });
