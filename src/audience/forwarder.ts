@@ -32,71 +32,103 @@ export interface ForwarderDeps {
 }
 
 /**
- * Turns one input message into stored membership and queued profile updates, atomically per message: parse the
- * shape, pick target profiles, apply each user's change to their stored audience set, queue the resulting `$set`s.
- * Sending is the sender's job.
+ * Turns input messages into stored membership and queued profile updates: parse each message's shape, pick target
+ * profiles, apply each user's change to their stored audience set, queue the resulting `$set`s. Sending is the
+ * sender's job.
+ *
+ * Several messages go through in one store transaction (group commit): for one-user messages, the commit was most
+ * of the cost. Each message still gets its own outcome, and a bad message never affects the others.
  */
+export async function forwardAudienceMessages(deps: ForwarderDeps, payloads: unknown[]): Promise<ForwardOutcome[]> {
+  const outcomes: ForwardOutcome[] = new Array(payloads.length);
+  const changes: Array<{ index: number; source: 'mparticle' | 'plain'; request?: MembershipChangeRequest; users: UserChange[]; issues: Issue[] }> = [];
+  for (let i = 0; i < payloads.length; i++) {
+    const parsed = parseAudienceInput(payloads[i]);
+    switch (parsed.kind) {
+      case 'invalid':
+        outcomes[i] = parsed;
+        break;
+      case 'keepalive':
+        outcomes[i] = { kind: 'queued', source: 'keepalive', request: parsed.request, issues: [], queued: [], profileSets: [] };
+        break;
+      case 'subscription': {
+        const { request } = parsed;
+        const sets: ProfileSet[] = [];
+        const queued = request.action === 'remove' && deps.settings.cleanupOnRemove
+          ? await removeAudienceEverywhere(deps, request.audience_id, request.audience_name, sets)
+          : [];
+        outcomes[i] = { kind: 'queued', source: 'subscription', request, issues: [], queued, profileSets: sets };
+        break;
+      }
+      case 'changes':
+        changes.push({ index: i, source: parsed.source, request: parsed.request, users: parsed.users, issues: [...parsed.issues] });
+    }
+  }
+  if (changes.length === 0) return outcomes;
+
+  if (deps.settings.resolveIdentities && deps.identities) {
+    await completeFromIdentityStore(deps.identities, changes.flatMap((c) => c.users));
+  }
+  const work: Array<{ msg: number; user: UserChange; key: string; targets: string[] }> = [];
+  changes.forEach((c, msg) => {
+    for (const user of c.users) {
+      const targets = chooseTargets(user.identities, deps.settings.identityTargets, deps.settings.targetMode);
+      const key = userKey(user.identities);
+      if (targets.length === 0 || key === undefined) {
+        c.issues.push({
+          field: user.at,
+          code: 'NO_IDENTITY',
+          message: `has none of the identities chosen as targets (${deps.settings.identityTargets.join(', ')})`,
+        });
+        continue;
+      }
+      work.push({ msg, user, key, targets });
+    }
+  });
+
+  const queuedBy: QueuedVersion[][] = changes.map(() => []);
+  const setsBy: ProfileSet[][] = changes.map(() => []);
+  if (work.length) {
+    // Which message each queued profile set belongs to, in the order the store returns their versions. The store
+    // may run `compute` again (optimistic Redis transactions), so this is rebuilt on every run.
+    let owners: number[] = [];
+    const keys = [...new Set(work.map((w) => w.key))];
+    const versions = await deps.store.updateMemberships(deps.scope, keys, (current) => {
+      // The same user may come twice (in one message or in several): apply in order on a working copy, write once.
+      const state = new Map<string, UserMembership>(current);
+      const writes = new Map<string, MembershipWrite & { owners: number[] }>();
+      for (const list of setsBy) list.length = 0;
+      for (const { msg, user, key, targets } of work) {
+        const applied = applyUserChange(state.get(key), user, targets, deps.settings.perAudienceAttribute);
+        state.set(key, applied.membership);
+        const sets = targets.map((distinctId) => ({ distinctId, props: applied.props }));
+        const w = writes.get(key);
+        if (w) {
+          w.membership = applied.membership;
+          w.profileSets.push(...sets);
+          w.owners.push(...sets.map(() => msg));
+        } else writes.set(key, { userKey: key, membership: applied.membership, profileSets: sets, owners: sets.map(() => msg) });
+        setsBy[msg].push(...sets);
+      }
+      owners = [...writes.values()].flatMap((w) => w.owners);
+      return [...writes.values()].map(({ userKey: k, membership, profileSets }) => ({ userKey: k, membership, profileSets }));
+    }, deps.now());
+    versions.forEach((v, i) => queuedBy[owners[i]].push(v));
+  }
+
+  changes.forEach((c, msg) => {
+    const queued = queuedBy[msg];
+    // Nothing usable and something wrong: the message as a whole is invalid (one error, no output).
+    outcomes[c.index] = setsBy[msg].length === 0 && c.issues.length > 0
+      ? { kind: 'invalid', issues: c.issues }
+      : { kind: 'queued', source: c.source, request: c.request, issues: c.issues, queued, profileSets: setsBy[msg] };
+  });
+  return outcomes;
+}
+
+/** One message on its own (see forwardAudienceMessages). */
 export async function forwardAudienceMessage(deps: ForwarderDeps, payload: unknown): Promise<ForwardOutcome> {
-  const parsed = parseAudienceInput(payload);
-  switch (parsed.kind) {
-    case 'invalid':
-      return parsed;
-    case 'keepalive':
-      return { kind: 'queued', source: 'keepalive', request: parsed.request, issues: [], queued: [], profileSets: [] };
-    case 'subscription': {
-      const { request } = parsed;
-      const sets: ProfileSet[] = [];
-      const queued = request.action === 'remove' && deps.settings.cleanupOnRemove
-        ? await removeAudienceEverywhere(deps, request.audience_id, request.audience_name, sets)
-        : [];
-      return { kind: 'queued', source: 'subscription', request, issues: [], queued, profileSets: sets };
-    }
-    case 'changes':
-      break;
-  }
-
-  const issues = [...parsed.issues];
-  if (deps.settings.resolveIdentities && deps.identities) await completeFromIdentityStore(deps.identities, parsed.users);
-  const work: Array<{ user: UserChange; key: string; targets: string[] }> = [];
-  for (const user of parsed.users) {
-    const targets = chooseTargets(user.identities, deps.settings.identityTargets, deps.settings.targetMode);
-    const key = userKey(user.identities);
-    if (targets.length === 0 || key === undefined) {
-      issues.push({
-        field: user.at,
-        code: 'NO_IDENTITY',
-        message: `has none of the identities chosen as targets (${deps.settings.identityTargets.join(', ')})`,
-      });
-      continue;
-    }
-    work.push({ user, key, targets });
-  }
-  if (work.length === 0) {
-    if (issues.length) return { kind: 'invalid', issues };
-    return { kind: 'queued', source: parsed.source, request: parsed.request, issues, queued: [], profileSets: [] };
-  }
-
-  const profileSets: ProfileSet[] = [];
-  const keys = [...new Set(work.map((w) => w.key))];
-  const queued = await deps.store.updateMemberships(deps.scope, keys, (current) => {
-    // A message may carry the same user twice: apply in order on a working copy, write each user once.
-    const state = new Map<string, UserMembership>(current);
-    const writes = new Map<string, MembershipWrite>();
-    profileSets.length = 0;
-    for (const { user, key, targets } of work) {
-      const applied = applyUserChange(state.get(key), user, targets, deps.settings.perAudienceAttribute);
-      state.set(key, applied.membership);
-      const sets = targets.map((distinctId) => ({ distinctId, props: applied.props }));
-      const w = writes.get(key);
-      if (w) {
-        w.membership = applied.membership;
-        w.profileSets.push(...sets);
-      } else writes.set(key, { userKey: key, membership: applied.membership, profileSets: sets });
-      profileSets.push(...sets);
-    }
-    return [...writes.values()];
-  }, deps.now());
-  return { kind: 'queued', source: parsed.source, request: parsed.request, issues, queued, profileSets };
+  return (await forwardAudienceMessages(deps, [payload]))[0];
 }
 
 /**
