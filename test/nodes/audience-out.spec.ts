@@ -289,6 +289,22 @@ describe('mixpanel-audience-out', function () {
     expect(errors).to.have.length(1);
   });
 
+  it('gives each of several messages arriving together its own result, and a bad one only its own error', async () => {
+    await load(mp);
+    const results = collect('h');
+    const errors = collect('ch');
+    send(user('m1', [{ id: 1, action: 'add' }]), { topic: 'one' });
+    send({ user: {}, audiences: [{ id: 1, action: 'add' }] }, { topic: 'bad' });
+    send(user('m2', [{ id: 2, action: 'add' }]), { topic: 'two' });
+    send(user('m1', [{ id: 3, action: 'add' }]), { topic: 'three' });
+    await waitFor(() => results.length === 3 && errors.length === 1, 5000, 'three results and one error');
+    const byTopic = Object.fromEntries(results.map((m: Any) => [m.topic, m.result.sent]));
+    expect(byTopic).to.deep.equal({ one: ['m1'], two: ['m2'], three: ['m1'] });
+    expect(errors[0].topic).to.equal('bad');
+    expect(errors[0].error.code).to.equal('NO_IDENTITY');
+    expect(mp.profiles.get('m1')).to.deep.equal({ SegmentMembership: "'1','3'" });
+  });
+
   it('rejects a payload that matches no shape with INVALID_INPUT and keeps running', async () => {
     await load(mp);
     const caught = nextMessage('ch');
