@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { formatPath, type Issue } from '../errors';
 import { normalizeIdentityName, normalizeMpid, type IdentityName } from '../identity/names';
 import {
-  FirehoseUserProfile, MembershipChangeRequest, PlainChange, SubscriptionRequest,
+  FirehoseUserProfile, MembershipChangeRequest, PlainChange, SubscriptionRequest, fastFirehoseProfile,
 } from '../schemas/audience-input';
 
 /** One user's change, whatever shape it came in. Identities are canonical names; the MPID is a string. */
@@ -52,12 +52,15 @@ function addIdentity(out: Map<IdentityName, string>, issues: Issue[], field: str
 }
 
 function parseFirehoseProfile(raw: unknown, at: string, issues: Issue[]): UserChange | undefined {
-  const parsed = FirehoseUserProfile.safeParse(raw);
-  if (!parsed.success) {
-    issues.push(...zodIssues(parsed.error, at));
-    return undefined;
+  let p = fastFirehoseProfile(raw); // the well-formed case without zod; anything else goes through the schema
+  if (!p) {
+    const parsed = FirehoseUserProfile.safeParse(raw);
+    if (!parsed.success) {
+      issues.push(...zodIssues(parsed.error, at));
+      return undefined;
+    }
+    p = parsed.data;
   }
-  const p = parsed.data;
   const before = issues.length;
   const identities = new Map<IdentityName, string>();
   addIdentity(identities, issues, `${at}.mpid`, 'mpid', p.mpid);
