@@ -12,6 +12,7 @@ export class RatePacer {
   private readonly acks: Array<{ at: number; n: number }> = [];
   private lastCut = -Infinity;
   private lastRaise = -Infinity;
+  private firstAck: number | undefined;
 
   constructor(private readonly windowMs = 2000, private readonly floor = 50) {}
 
@@ -26,6 +27,7 @@ export class RatePacer {
   }
 
   acked(n: number, now: number): void {
+    this.firstAck ??= now;
     this.acks.push({ at: now, n });
     this.trim(now);
     if (Number.isFinite(this.rate) && now - this.lastCut >= this.windowMs && now - this.lastRaise >= 1000) {
@@ -38,9 +40,13 @@ export class RatePacer {
   rateLimited(now: number): void {
     if (now - this.lastCut < 1000) return;
     this.trim(now);
-    const accepted = (this.acks.reduce((sum, a) => sum + a.n, 0) * 1000) / this.windowMs;
+    // Over the time actually covered: right after start-up the window is not full yet.
+    const span = Math.max(250, Math.min(this.windowMs, now - (this.firstAck ?? now)));
+    const accepted = (this.acks.reduce((sum, a) => sum + a.n, 0) * 1000) / span;
     const base = accepted > 0 ? accepted : Number.isFinite(this.rate) ? this.rate / 2 : 1000;
-    this.rate = Math.max(this.floor, Math.min(Number.isFinite(this.rate) ? this.rate * 0.9 : Infinity, base * 0.95));
+    // Decrease decisively (requests already in flight were sent at the old rate and will be refused too), then
+    // creep back up: a 30 % cut of what was accepted, like TCP's multiplicative decrease.
+    this.rate = Math.max(this.floor, Math.min(Number.isFinite(this.rate) ? this.rate : Infinity, base) * 0.7);
     this.lastCut = now;
   }
 
