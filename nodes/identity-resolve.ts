@@ -3,7 +3,7 @@ import { SyncError } from '../src/errors';
 import { processIdentities } from '../src/identity/process';
 import { IdentityResolveSettings } from '../src/schemas/identity';
 import type { StoreHandle } from '../src/store/open';
-import { onClose, onInput, parseSettings, statusSetter, toError } from './lib/node-kit';
+import { onClose, onInput, parseSettings, statusSetter, storeError, failMisconfigured } from './lib/node-kit';
 import { acquireNodeStore } from './lib/store-access';
 
 interface IdentityResolveDef extends NodeDef {
@@ -15,11 +15,6 @@ function subset(payload: unknown, indexes: number[]): unknown {
   if (Array.isArray(payload)) return indexes.map((i) => payload[i]);
   const req = payload as { user_profiles: unknown[] };
   return { ...req, user_profiles: indexes.map((i) => req.user_profiles[i]) };
-}
-
-function storeError(err: unknown): Error {
-  if (err instanceof SyncError) return err;
-  return new SyncError('STORE_UNAVAILABLE', `store unavailable: ${toError(err).message}`, { cause: err });
 }
 
 /** How often the status counters may change (status events go to every open editor). */
@@ -37,13 +32,7 @@ export = function (RED: NodeAPI) {
       settings = parseSettings(IdentityResolveSettings, def);
       handle = acquireNodeStore(RED, node, def.store);
     } catch (err) {
-      // A node that cannot work still answers every message with the reason, so nothing is silently dropped.
-      const reason = toError(err);
-      setStatus('red', 'ring', 'misconfigured');
-      node.error(reason.message);
-      onInput(node, async () => {
-        throw reason;
-      });
+      failMisconfigured(node, setStatus, err);
       return;
     }
     const store = handle.store;

@@ -10,7 +10,7 @@ import { createEngagePost, engageUrl } from '../src/mixpanel/engage-client';
 import { AudienceOutSettings } from '../src/schemas/settings';
 import type { StoreHandle } from '../src/store/open';
 import type { MixpanelConfigNode } from './lib/config-types';
-import { onClose, onInput, parseSettings, statusSetter, toError } from './lib/node-kit';
+import { onClose, onInput, parseSettings, statusSetter, storeError, failMisconfigured } from './lib/node-kit';
 import { acquireNodeStore } from './lib/store-access';
 
 /**
@@ -35,11 +35,6 @@ interface AudienceOutDef extends NodeDef {
   store?: string;
 }
 
-function storeError(err: unknown): Error {
-  if (err instanceof SyncError) return err;
-  return new SyncError('STORE_UNAVAILABLE', `store unavailable: ${toError(err).message}`, { cause: err });
-}
-
 function inputError(issues: Issue[]): SyncError {
   const code: ErrorCode = issues.every((i) => i.code === 'NO_IDENTITY') ? 'NO_IDENTITY' : 'INVALID_INPUT';
   return new SyncError(code, issuesToMessage('invalid input', issues), { issues });
@@ -60,13 +55,7 @@ export = function (RED: NodeAPI) {
       if (!cfg) throw new SyncError('INVALID_SETTINGS', RED._('mixpanel-audience-out.errors.no-config'));
       handle = acquireNodeStore(RED, node, def.store);
     } catch (err) {
-      // A node that cannot work still answers every message with the reason, so nothing is silently dropped.
-      const reason = toError(err);
-      setStatus('red', 'ring', 'misconfigured');
-      node.error(reason.message);
-      onInput(node, async () => {
-        throw reason;
-      });
+      failMisconfigured(node, setStatus, err);
       return;
     }
     const config = cfg;

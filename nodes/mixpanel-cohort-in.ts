@@ -7,7 +7,7 @@ import { readBody } from '../src/cohort/read-body';
 import { CohortInSettings } from '../src/cohort/settings';
 import type { IdentityMap } from '../src/identity/types';
 import type { StoreHandle } from '../src/store/open';
-import { onClose, onInput, parseSettings, statusSetter, toError } from './lib/node-kit';
+import { onClose, onInput, parseSettings, statusSetter, toError, failMisconfigured } from './lib/node-kit';
 import { acquireNodeStore } from './lib/store-access';
 
 /** Incomplete `members` exports (and page keys kept for replay detection) are forgotten after this long. */
@@ -89,12 +89,7 @@ export = function (RED: NodeAPI) {
     try {
       settings = parseSettings(CohortInSettings, def);
     } catch (err) {
-      const reason = toError(err);
-      setStatus('red', 'ring', 'misconfigured');
-      node.error(reason.message);
-      onInput(node, async () => {
-        throw reason;
-      });
+      failMisconfigured(node, setStatus, err);
       return;
     }
     const secrets: AuthSecrets = {

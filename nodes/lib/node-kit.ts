@@ -40,6 +40,12 @@ export function onClose(node: Node, handler: (removed: boolean) => Promise<void>
   });
 }
 
+/** A failure of the store as users read it: code STORE_UNAVAILABLE, message "store unavailable: …". */
+export function storeError(err: unknown): Error {
+  if (err instanceof SyncError) return err;
+  return new SyncError('STORE_UNAVAILABLE', `store unavailable: ${toError(err).message}`, { cause: err });
+}
+
 export function toError(err: unknown): Error {
   if (err instanceof Error) return err;
   return new Error(typeof err === 'string' ? err : JSON.stringify(err));
@@ -65,4 +71,17 @@ export function statusSetter(RED: NodeAPI, node: Node, prefix: string) {
     last = sig;
     node.status({ fill, shape, text });
   };
+}
+
+/**
+ * For a node whose settings or config cannot work: a red status, one error in the log, and every message answered
+ * with the reason through done(err) (a Catch node sees it), so nothing is silently dropped.
+ */
+export function failMisconfigured(node: Node, setStatus: ReturnType<typeof statusSetter>, err: unknown): void {
+  const reason = toError(err);
+  setStatus('red', 'ring', 'misconfigured');
+  node.error(reason.message);
+  onInput(node, async () => {
+    throw reason;
+  });
 }
