@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
 import { cleanupTempDirs, collect, helper, httpNodeUrl, nodeModules, tempDir, waitFor } from '../helpers/node-red';
+import { cohortFlow } from '../helpers/cohort-flow';
 
 /**
  * Webhook rows of the reliability matrix (reference/reliability-perf-anchors.md §5.4) that test/nodes/cohort-in.spec.ts
@@ -19,17 +20,7 @@ const PASS = 'pw-faults-123';
 const AUTH = `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}`;
 const COHORT = '2195193/5471208';
 
-function flow(opts: Record<string, unknown>, store: Record<string, unknown>) {
-  return [
-    { id: 'tab', type: 'tab' },
-    { id: 'st', type: 'mixpanel-sync-store', ...store },
-    { id: 'in', type: 'mixpanel-cohort-in', z: 'tab', store: 'st', path: '/mixpanel/cohorts', wires: [['out1'], ['out2']], ...opts },
-    { id: 'out1', type: 'helper', z: 'tab' },
-    { id: 'out2', type: 'helper', z: 'tab' },
-    { id: 'c', type: 'catch', z: 'tab', scope: ['in'], uncaught: false, wires: [['caught']] },
-    { id: 'caught', type: 'helper', z: 'tab' },
-  ];
-}
+const flow = cohortFlow;
 
 async function load(opts: Record<string, unknown> = {}) {
   await helper.load(nodeModules('mixpanel-sync-store', 'mixpanel-cohort-in'),

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { cleanupTempDirs, collect, helper, httpNodeUrl, nextMessage, nodeModules, tempDir, waitFor } from '../helpers/node-red';
+import { cohortFlow } from '../helpers/cohort-flow';
 
 /**
  * mixpanel-cohort-in resolving members through the identity graph that identity-resolve learns, in a real Node-RED
@@ -11,17 +12,12 @@ type Any = any;
 const AUTH = `Basic ${Buffer.from('mixpanel:pw-1234567').toString('base64')}`;
 const BIG_MPID = '8553083063767933171'; // above 2^53: would change if it ever went through a JS number
 
+/** The shared cohort flow plus an identity-resolve node (learn mode) on the same store. */
 function flow(opts: Record<string, unknown>, store: Record<string, unknown>) {
   return [
-    { id: 'tab', type: 'tab' },
-    { id: 'st', type: 'mixpanel-sync-store', ...store },
+    ...cohortFlow(opts, store),
     { id: 'lrn', type: 'identity-resolve', z: 'tab', store: 'st', mode: 'learn', wires: [['l1'], []] },
     { id: 'l1', type: 'helper', z: 'tab' },
-    { id: 'in', type: 'mixpanel-cohort-in', z: 'tab', store: 'st', path: '/mixpanel/cohorts', wires: [['out1'], ['out2']], ...opts },
-    { id: 'out1', type: 'helper', z: 'tab' },
-    { id: 'out2', type: 'helper', z: 'tab' },
-    { id: 'c', type: 'catch', z: 'tab', scope: ['in'], uncaught: false, wires: [['caught']] },
-    { id: 'caught', type: 'helper', z: 'tab' },
   ];
 }
 

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
 import { cleanupTempDirs, collect, helper, httpNodeUrl, nodeModules, tempDir, waitFor } from '../helpers/node-red';
+import { cohortFlow } from '../helpers/cohort-flow';
 
 /**
  * mixpanel-cohort-in inside a real Node-RED runtime: real HTTP requests to its RED.httpNode route, a real SQLite
@@ -14,17 +15,7 @@ const PASS = 'correct horse battery staple';
 const AUTH = `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}`;
 const MODULES = () => nodeModules('mixpanel-sync-store', 'mixpanel-cohort-in');
 
-function flow(opts: Record<string, unknown> = {}, store: Record<string, unknown> = { backend: 'memory' }) {
-  return [
-    { id: 'tab', type: 'tab' },
-    { id: 'st', type: 'mixpanel-sync-store', ...store },
-    { id: 'in', type: 'mixpanel-cohort-in', z: 'tab', store: 'st', path: '/mixpanel/cohorts', wires: [['out1'], ['out2']], ...opts },
-    { id: 'out1', type: 'helper', z: 'tab' },
-    { id: 'out2', type: 'helper', z: 'tab' },
-    { id: 'c', type: 'catch', z: 'tab', scope: ['in'], uncaught: false, wires: [['caught']] },
-    { id: 'caught', type: 'helper', z: 'tab' },
-  ];
-}
+const flow = cohortFlow;
 
 async function load(opts: Record<string, unknown> = {}, store?: Record<string, unknown>, creds: Record<string, string> = { username: USER, password: PASS }) {
   await helper.load(MODULES(), flow(opts, store), { in: creds });
