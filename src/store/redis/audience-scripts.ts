@@ -10,6 +10,27 @@ import type { Scripts } from './connection';
  * - `B dead`   list of dead letters, newest first.
  * Every script is one atomic step; each mirrors one SQLite transaction of `sqlite/audience.ts`.
  */
+/**
+ * Lua shared by ack and bury: settles one sent outbox row. When the sent version is still the latest the row goes;
+ * otherwise a newer change arrived meanwhile and its merged state is due now, with the sent updates taken off its
+ * count. Returns how many pending updates it settled, or nil when the row is gone already.
+ */
+const SETTLE = `
+local function settle(ok, id, version, count, due, now)
+  local h = redis.call('HMGET', ok, 'v', 'n')
+  if not h[1] then return nil end
+  if tonumber(h[1]) == version then
+    redis.call('DEL', ok)
+    redis.call('ZREM', due, id)
+    return tonumber(h[2])
+  end
+  redis.call('HINCRBY', ok, 'n', -count)
+  redis.call('HSET', ok, 'a', 0, 'q', now, 'l', 0)
+  redis.call('ZADD', due, now, id)
+  return count
+end
+`;
+
 export const AUDIENCE_SCRIPTS: Scripts = {
   // KEYS: counters, due. ARGV: base, now, {e: [[userKey, expectedJsonOr""]], u: [{k, v, add, del}], s: [[id, propsJson]]}
   // Returns 0 when a user changed since it was read (the caller computes again), else the versions.
@@ -72,25 +93,15 @@ return out`,
   // KEYS: counters, due. ARGV: base, now, [[id, version, count]]
   audAck: {
     keys: 2,
-    lua: `
+    lua: `${SETTLE}
 local B = ARGV[1]
 local now = tonumber(ARGV[2])
 local acked, pend = 0, 0
 for _, it in ipairs(cjson.decode(ARGV[3])) do
-  local ok = B .. 'o:' .. it[1]
-  local h = redis.call('HMGET', ok, 'v', 'n')
-  if h[1] then
+  local took = settle(B .. 'o:' .. it[1], it[1], it[2], it[3], KEYS[2], now)
+  if took then
     acked = acked + it[3]
-    if tonumber(h[1]) == it[2] then
-      redis.call('DEL', ok)
-      redis.call('ZREM', KEYS[2], it[1])
-      pend = pend + tonumber(h[2])
-    else
-      redis.call('HINCRBY', ok, 'n', -it[3])
-      redis.call('HSET', ok, 'a', 0, 'q', now, 'l', 0)
-      redis.call('ZADD', KEYS[2], now, it[1])
-      pend = pend + it[3]
-    end
+    pend = pend + took
   end
 end
 redis.call('HINCRBY', KEYS[1], 'acked', acked)
@@ -114,26 +125,16 @@ return 1`,
   // KEYS: counters, due, dead list. ARGV: base, now, [[id, version, count, deadEntryJson]]
   audBury: {
     keys: 3,
-    lua: `
+    lua: `${SETTLE}
 local B = ARGV[1]
 local now = tonumber(ARGV[2])
 local dead, pend = 0, 0
 for _, it in ipairs(cjson.decode(ARGV[3])) do
-  local ok = B .. 'o:' .. it[1]
-  local h = redis.call('HMGET', ok, 'v', 'n')
-  if h[1] then
+  local took = settle(B .. 'o:' .. it[1], it[1], it[2], it[3], KEYS[2], now)
+  if took then
     dead = dead + it[3]
+    pend = pend + took
     redis.call('LPUSH', KEYS[3], it[4])
-    if tonumber(h[1]) == it[2] then
-      redis.call('DEL', ok)
-      redis.call('ZREM', KEYS[2], it[1])
-      pend = pend + tonumber(h[2])
-    else
-      redis.call('HINCRBY', ok, 'n', -it[3])
-      redis.call('HSET', ok, 'a', 0, 'q', now, 'l', 0)
-      redis.call('ZADD', KEYS[2], now, it[1])
-      pend = pend + it[3]
-    end
   end
 end
 redis.call('HINCRBY', KEYS[1], 'dead', dead)
