@@ -62,6 +62,7 @@ export class AudienceSender {
   private blockedUntil = 0;
   private failures = 0;
   private readonly pacer = new RatePacer();
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: SenderOptions) {
     const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SenderOptions;
@@ -92,6 +93,7 @@ export class AudienceSender {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.timer = undefined;
     await Promise.allSettled([...this.inflight]);
   }
@@ -235,11 +237,13 @@ export class AudienceSender {
   }
 
   private resumeLater(): void {
-    const t = setTimeout(() => {
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
       if (this.closed) return;
       this.paused = false;
       void this.pump();
     }, this.o.authRetryMs);
-    t.unref?.();
+    this.resumeTimer.unref?.();
   }
 }
