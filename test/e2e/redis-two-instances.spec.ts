@@ -1,12 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { openRedisStore } from '../../src/store/redis';
 import { FakeMixpanel } from '../helpers/fake-mixpanel';
 import { waitFor } from '../helpers/node-red';
-import { freePort, makeUserDir, removeUserDir, startRed, type RedProcess } from '../helpers/red-process';
+import { makeUserDir, removeUserDir, startRed, type RedProcess } from '../helpers/red-process';
+import { redisTestUrl } from '../helpers/redis';
 
 /**
  * Two real Node-RED processes running the same flow (same node ids, as two instances behind a load balancer) with a
@@ -50,43 +49,6 @@ class Collector {
   }
 }
 
-let ownRedis: ChildProcess | undefined;
-
-function ping(url: string, ms: number): Promise<void> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const s = net.connect(Number(u.port || 6379), u.hostname);
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`redis at ${url} did not answer`)); }, ms);
-    s.once('connect', () => s.write('PING\r\n'));
-    s.once('data', (b: Buffer) => {
-      clearTimeout(timer);
-      s.end();
-      if (b.toString().startsWith('+PONG')) resolve();
-      else reject(new Error(`redis at ${url} answered ${JSON.stringify(b.toString().slice(0, 80))}`));
-    });
-    s.once('error', (err) => { clearTimeout(timer); s.destroy(); reject(new Error(`redis at ${url} is unreachable: ${err.message}`)); });
-  });
-}
-
-async function redisUrl(): Promise<string> {
-  if (process.env.REDIS_URL) {
-    await ping(process.env.REDIS_URL, 5000); // fail, never skip
-    return process.env.REDIS_URL;
-  }
-  const port = await freePort();
-  ownRedis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    try {
-      await ping(url, 1000);
-      return url;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 const USER = 'mixpanel';
 const PASS = 'two-instances-secret';
@@ -102,7 +64,7 @@ describe('e2e: two Node-RED instances sharing one Redis', function () {
   let keyPrefix = '';
 
   before(async () => {
-    url = await redisUrl();
+    url = await redisTestUrl();
     keyPrefix = `e2e2:${process.pid}-${Date.now().toString(36)}:`;
     await mp.start();
     const collect = await collector.start();
@@ -134,7 +96,6 @@ describe('e2e: two Node-RED instances sharing one Redis', function () {
     await collector.stop();
     await mp.stop();
     for (const d of dirs) removeUserDir(d);
-    if (ownRedis) ownRedis.kill('SIGTERM');
   });
 
   const instance = (name: string) => reds[name === 'A' ? 0 : 1];

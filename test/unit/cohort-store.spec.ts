@@ -1,5 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
@@ -9,50 +7,19 @@ import { openRedisStore } from '../../src/store/redis';
 import { SqliteCohortStore } from '../../src/store/sqlite/cohorts';
 import type { SyncStore } from '../../src/store/types';
 import { cleanupTempDirs, tempDir } from '../helpers/node-red';
+import { redisTestUrl } from '../helpers/redis';
 
 /** The cohort store contract, run against every embedded backend (the Redis one must pass the same cases). */
 const m = (id: string, mpid?: string): CohortMemberRef => (mpid ? { distinctId: id, mpid } : { distinctId: id });
 const ids = (refs: CohortMemberRef[]) => refs.map((r) => r.distinctId).sort();
 
-// ---- Redis: REDIS_URL when set (`npm test` starts one; unreachable fails the suite), else a redis-server of our own.
-let ownRedis: ChildProcess | undefined;
-let redisUrl: string | undefined;
+// ---- Redis: see test/helpers/redis.ts (REDIS_URL from `npm test`, else a redis-server of our own; never skipped).
 let redisSeq = 0;
 const redisRun = `${process.pid}-${Date.now().toString(36)}`;
 
-async function waitForPort(port: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1');
-      c.once('connect', () => { c.end(); resolve(true); });
-      c.once('error', () => { c.destroy(); resolve(false); });
-    });
-    if (up) return;
-    if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function testRedisUrl(): Promise<string> {
-  if (redisUrl) return redisUrl;
-  if (process.env.REDIS_URL) return (redisUrl = process.env.REDIS_URL);
-  const port = await new Promise<number>((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(p));
-    });
-  });
-  ownRedis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await waitForPort(port, 10000);
-  return (redisUrl = `redis://127.0.0.1:${port}`);
-}
-
 /** Two connections on one key prefix: what two Node-RED instances sharing a Redis have. */
 async function openRedisPair(): Promise<{ a: SyncStore; b: SyncStore; close(): Promise<void> }> {
-  const url = await testRedisUrl();
+  const url = await redisTestUrl();
   const keyPrefix = `test:coh:${redisRun}:${++redisSeq}:`;
   const a = openRedisStore({ url, keyPrefix });
   const b = openRedisStore({ url, keyPrefix });
@@ -60,11 +27,6 @@ async function openRedisPair(): Promise<{ a: SyncStore; b: SyncStore; close(): P
   await b.ping();
   return { a, b, async close() { await a.close(); await b.close(); } };
 }
-
-after(() => {
-  if (ownRedis) ownRedis.kill('SIGTERM');
-  ownRedis = undefined;
-});
 
 type Opened = { store: CohortStore; close(): void | Promise<void> };
 const backends: Array<[string, () => Opened | Promise<Opened>]> = [

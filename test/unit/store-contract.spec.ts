@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -11,6 +9,7 @@ import { openSqliteStore } from '../../src/store/sqlite';
 import { openRedisStore } from '../../src/store/redis';
 import { IDENTITY_NAMES, type IdentityName } from '../../src/identity/names';
 import type { IdentityMap } from '../../src/identity/types';
+import { redisTestUrl } from '../helpers/redis';
 
 /**
  * One contract, three backends. Each backend factory opens stores on the same data: `open()` twice gives two
@@ -25,50 +24,7 @@ export interface BackendFactory {
   after?(): Promise<void>;
 }
 
-// ---- Redis for tests --------------------------------------------------------------------------------------------
-let ownRedis: ChildProcess | undefined;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function waitForPort(port: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.end(); resolve(); });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`redis-server did not listen on ${port}`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
-
-/** REDIS_URL when set (then an unreachable Redis fails the suite); otherwise a redis-server of our own. */
-export async function redisTestUrl(): Promise<string> {
-  if (process.env.REDIS_URL) return process.env.REDIS_URL;
-  const port = await freePort();
-  ownRedis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await waitForPort(port, 10000);
-  process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
-  return process.env.REDIS_URL;
-}
-
-function stopOwnRedis(): void {
-  if (ownRedis) ownRedis.kill('SIGTERM');
-  ownRedis = undefined;
-}
+// ---- Redis for tests: test/helpers/redis.ts ---------------------------------------------------------------------
 
 let prefixSeq = 0;
 const runId = `${process.pid}-${Date.now().toString(36)}`;
@@ -110,7 +66,7 @@ export const factories: BackendFactory[] = (() => {
         return s;
       },
       async reset() { await closeAll(); prefix = `test:${runId}:${++prefixSeq}:`; },
-      async after() { await closeAll(); stopOwnRedis(); },
+      async after() { await closeAll(); },
     },
   ];
 })();

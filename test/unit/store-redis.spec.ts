@@ -1,42 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { expect } from 'chai';
 import { SyncError } from '../../src/errors';
 import { openRedisStore } from '../../src/store/redis';
 import type { SyncStore } from '../../src/store/types';
+import { freePort } from '../helpers/red-process';
+import { startRedisServer, type RedisServer } from '../helpers/redis';
 
 /** Redis-only behaviour: outages fail fast with STORE_UNAVAILABLE, the client reconnects, URLs and passwords. */
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis(port: number, extra: string[] = []): Promise<ChildProcess> {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], { stdio: 'ignore' });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.end(); resolve(true); });
-      s.once('error', () => { s.destroy(); resolve(false); });
-    });
-    if (up) return p;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopRedis(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
-}
 
 async function expectUnavailable(promise: Promise<unknown>): Promise<SyncError> {
   try {
@@ -53,10 +22,10 @@ async function expectUnavailable(promise: Promise<unknown>): Promise<SyncError> 
 describe('redis store: connection behaviour', function () {
   this.timeout(30000);
   const stores: SyncStore[] = [];
-  const servers: ChildProcess[] = [];
+  const servers: RedisServer[] = [];
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
-    for (const p of servers.splice(0)) await stopRedis(p);
+    for (const p of servers.splice(0)) await p.stop();
   });
 
   it('rejects with STORE_UNAVAILABLE within the timeout when nothing listens, without queueing', async () => {
@@ -71,18 +40,18 @@ describe('redis store: connection behaviour', function () {
 
   it('fails fast while Redis is down and reconnects by itself when it is back', async () => {
     const port = await freePort();
-    let server = await startRedis(port);
+    let server = await startRedisServer(port);
     servers.push(server);
     const store = openRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: 't:' });
     stores.push(store);
     await store.identities.learn([{ mpid: '1', email: 'a@example.com' }], 1);
-    await stopRedis(server);
+    await server.stop();
     await new Promise((r) => setTimeout(r, 200));
     const t0 = Date.now();
     await expectUnavailable(store.identities.resolve([{ email: 'a@example.com' }]));
     await expectUnavailable(store.audience.stats('s'));
     expect(Date.now() - t0).to.be.lessThan(2000);
-    server = await startRedis(port);
+    server = await startRedisServer(port);
     servers.push(server);
     const deadline = Date.now() + 10000;
     for (;;) {
@@ -102,7 +71,7 @@ describe('redis store: connection behaviour', function () {
 
   it('uses the password credential', async () => {
     const port = await freePort();
-    servers.push(await startRedis(port, ['--requirepass', 's3cret']));
+    servers.push(await startRedisServer(port, ['--requirepass', 's3cret']));
     const good = openRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: 't:', password: 's3cret' });
     const bad = openRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: 't:', password: 'wrong' });
     stores.push(good, bad);
