@@ -14,6 +14,12 @@ import { onClose, onInput, parseSettings, statusSetter, storeError, failMisconfi
 import { acquireNodeStore } from './lib/store-access';
 
 /**
+ * The status is refreshed at most this often: it counts the backlog in the store, which costs time in proportion to
+ * the backlog (a 1M-update backlog is a noticeable query), so it must not run for every message or acknowledgement.
+ */
+const STATUS_EVERY_MS = 1000;
+
+/**
  * How many profile updates may wait for Mixpanel's acknowledgement in memory. Past this (a long outage with a
  * backlog), messages are answered as soon as they are stored (`result.queued`), so memory stays bounded while the
  * backlog itself waits on disk.
@@ -84,7 +90,7 @@ export = function (RED: NodeAPI) {
               return setStatus(dryRun ? 'grey' : 'green', 'dot', dryRun ? 'dry-run' : 'sent', { acked: s.acked, dead: s.dead });
           }
         }, () => setStatus('red', 'ring', 'store-down'));
-      }, 200);
+      }, STATUS_EVERY_MS);
     };
 
     const sender = new AudienceSender({
