@@ -105,6 +105,7 @@ export = function (RED: NodeAPI) {
       minAttempts: tuning.minAttempts,
       backoff: { ...MIXPANEL_BACKOFF, ...tuning.backoff },
       authRetryMs: tuning.authRetryMs ?? 5 * 60000,
+      pacer: config.pacer,
       events: {
         acked: (items) => {
           tracker.acked(items);

@@ -1,6 +1,7 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import { MixpanelConfigSettings } from '../src/schemas/settings';
 import { resolveApiHost } from '../src/mixpanel/hosts';
+import { RatePacer } from '../src/audience/pacer';
 import type { MixpanelConfigNode } from './lib/config-types';
 import { parseSettings } from './lib/node-kit';
 
@@ -12,6 +13,8 @@ export = function (RED: NodeAPI) {
     this.apiHost = resolveApiHost(this.settings.region, this.settings.apiHost);
     const creds = this.credentials;
     this.token = () => (creds?.token ?? '').trim();
+    // Mixpanel's limit is per project: every node sending to this project takes turns on one pacer.
+    this.pacer = new RatePacer(this.settings.rateLimit);
   }
   RED.nodes.registerType('mixpanel-config', MixpanelConfig as never, { credentials: { token: { type: 'password' } } });
 };

@@ -1,20 +1,31 @@
 /**
- * Paces requests under Mixpanel's rate limit (about 30k updates/s per project, a rolling window) instead of
- * stopping everything on every 429: additive increase, multiplicative decrease on the acknowledged rate, like
- * rudder-server's limiter. Unlimited until the first 429; then the rate is set just under what Mixpanel actually
- * acknowledged over the last two seconds, and creeps up 5 % a second while no 429 comes, so it settles right
- * under the limit with a 429 only now and then.
+ * Paces requests under Mixpanel's rate limit ("~30k events per second" per project, on a rolling one-minute window)
+ * instead of stopping everything on every 429. It starts at the project's configured limit (Mixpanel's documented
+ * 30,000 updates/s by default), so an unshared project never sees a 429 at all. When Mixpanel still says 429 —
+ * other senders share the project, or its limit is lower — it slows to 80 % of what Mixpanel actually acknowledged
+ * over the last two seconds and creeps back up 3 % a second while no 429 comes (additive increase, multiplicative
+ * decrease, like rudder-server's limiter): it settles right under the real limit with a 429 only now and then.
+ *
+ * One pacer per project (the `mixpanel-config` node holds it), shared by every node sending to that project.
  */
 export class RatePacer {
-  /** Updates per second; Infinity until Mixpanel first says 429. */
-  rate = Infinity;
+  /** Updates per second now; Infinity when no limit is configured and Mixpanel has not said 429 yet. */
+  rate: number;
   private nextAt = 0;
   private readonly acks: Array<{ at: number; n: number }> = [];
   private lastCut = -Infinity;
   private lastRaise = -Infinity;
   private firstAck: number | undefined;
 
-  constructor(private readonly windowMs = 2000, private readonly floor = 50) {}
+  /**
+   * @param ceiling the project's limit in updates/s; 0 or Infinity = none until Mixpanel answers 429.
+   * The cut (0.8) and the creep (3 %/s) were chosen with a simulation of a token-bucket limit, closed-loop senders
+   * and Mixpanel's 2 s + 1–5 s retry wait (test/unit/pacer.spec.ts keeps the simple version of it).
+   */
+  constructor(readonly ceiling = Infinity, private readonly windowMs = 2000, private readonly floor = 50) {
+    this.ceiling = ceiling > 0 ? ceiling : Infinity;
+    this.rate = this.ceiling;
+  }
 
   /** The earliest time the next batch may go. */
   nextSendAt(now: number): number {
@@ -30,8 +41,8 @@ export class RatePacer {
     this.firstAck ??= now;
     this.acks.push({ at: now, n });
     this.trim(now);
-    if (Number.isFinite(this.rate) && now - this.lastCut >= this.windowMs && now - this.lastRaise >= 1000) {
-      this.rate *= 1.05;
+    if (this.rate < this.ceiling && now - this.lastCut >= this.windowMs && now - this.lastRaise >= 1000) {
+      this.rate = Math.min(this.ceiling, this.rate * 1.03);
       this.lastRaise = now;
     }
   }
@@ -45,8 +56,8 @@ export class RatePacer {
     const accepted = (this.acks.reduce((sum, a) => sum + a.n, 0) * 1000) / span;
     const base = accepted > 0 ? accepted : Number.isFinite(this.rate) ? this.rate / 2 : 1000;
     // Decrease decisively (requests already in flight were sent at the old rate and will be refused too), then
-    // creep back up: a 30 % cut of what was accepted, like TCP's multiplicative decrease.
-    this.rate = Math.max(this.floor, Math.min(Number.isFinite(this.rate) ? this.rate : Infinity, base) * 0.7);
+    // creep back up.
+    this.rate = Math.max(this.floor, Math.min(this.rate, base) * 0.8);
     this.lastCut = now;
   }
 

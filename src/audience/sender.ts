@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors';
 import { backoffDelay, type BackoffPolicy } from '../mixpanel/backoff';
 import type { EngageOutcome, EngagePost } from '../mixpanel/engage-client';
 import type { AudienceStore, OutboxItem } from '../store/audience-store';
+import { DEFAULT_RATE_LIMIT } from '../schemas/settings';
 import { RatePacer } from './pacer';
 
 export type SenderPhase = 'idle' | 'sending' | 'retrying' | 'paused' | 'store-error';
@@ -36,6 +37,8 @@ export interface SenderOptions {
   maxBytes?: number;
   /** An update is dead only after the retry window AND at least this many attempts. */
   minAttempts?: number;
+  /** The project's pacer, shared by every sender to that project; by default one of its own at Mixpanel's 30k/s. */
+  pacer?: RatePacer;
   now?: () => number;
   events: SenderEvents;
 }
@@ -52,7 +55,7 @@ export function toEngageUpdate(token: string, item: Pick<OutboxItem, 'distinctId
  * with it, or pause on 401/403. All state is in the store; this object holds only timers.
  */
 export class AudienceSender {
-  private readonly o: Required<Omit<SenderOptions, 'events'>> & { events: SenderEvents };
+  private readonly o: Required<Omit<SenderOptions, 'events' | 'pacer'>> & { events: SenderEvents };
   private timer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
   private inflight = new Set<Promise<void>>();
@@ -61,12 +64,14 @@ export class AudienceSender {
   private paused = false;
   private blockedUntil = 0;
   private failures = 0;
-  private readonly pacer = new RatePacer();
+  private readonly pacer: RatePacer;
   private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: SenderOptions) {
-    const defined = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SenderOptions;
+    const { pacer, ...rest } = opts;
+    const defined = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as unknown as Omit<SenderOptions, 'pacer'>;
     this.o = { leaseMs: 60000, maxBytes: 5 * 1024 * 1024, minAttempts: 5, now: Date.now, ...defined };
+    this.pacer = pacer ?? new RatePacer(DEFAULT_RATE_LIMIT);
   }
 
   /** Starts sending: first takes back what a previous run of this sender had claimed but never settled (a crash). */

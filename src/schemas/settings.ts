@@ -19,12 +19,17 @@ export const REGION_HOSTS: Record<Exclude<(typeof REGIONS)[number], 'custom'>, s
   in: 'https://api-in.mixpanel.com',
 };
 
+/** Mixpanel's documented ingestion limit: "~30k events per second" per project, on a rolling one-minute window. */
+export const DEFAULT_RATE_LIMIT = 30000;
+
 export const MixpanelConfigSettings = z.object({
   name: z.string().default(''),
   // `${MIXPANEL_REGION}` substitutes to '' when the variable is unset: that means the default region.
   region: z.preprocess((v) => (v === '' ? undefined : v), z.enum(REGIONS).default('us')),
   apiHost: z.string().default(''),
   dryRun: bool(false),
+  /** Updates per second this project may receive from this Node-RED; 0 = no limit until Mixpanel answers 429. */
+  rateLimit: num(DEFAULT_RATE_LIMIT, 0, 10_000_000),
 }).superRefine((s, ctx) => {
   if (s.region !== 'custom') return;
   if (!/^https?:\/\/[^\s/]+/.test(s.apiHost)) {

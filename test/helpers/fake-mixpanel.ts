@@ -23,6 +23,8 @@ export interface EngageRequest {
   body: string;
   updates: Array<Record<string, unknown>>;
   reply: number;
+  /** When the request had arrived in full (Date.now()). */
+  at: number;
 }
 
 export class FakeMixpanel {
@@ -72,7 +74,7 @@ export class FakeMixpanel {
       const body = Buffer.concat(chunks).toString('utf8');
       const url = new URL(req.url ?? '/', 'http://x');
       const record: EngageRequest = {
-        url: req.url ?? '', query: url.searchParams, contentType: req.headers['content-type'], body, updates: [], reply: 0,
+        url: req.url ?? '', query: url.searchParams, contentType: req.headers['content-type'], body, updates: [], reply: 0, at: Date.now(),
       };
       try {
         const parsed: unknown = JSON.parse(body);

@@ -121,6 +121,27 @@ describe('mixpanel-audience-out', function () {
     expect(mp.profiles.size).to.equal(4500);
   });
 
+  it('keeps every node sending to one project under the project\'s rate limit, together', async () => {
+    const RATE = 5000;
+    const nodes = flow(mp.url, { batchSize: 1000, concurrency: 4 }).map((n) => (n.id === 'cfg' ? { ...n, rateLimit: RATE } : n));
+    nodes.push({ id: 'out2', type: 'mixpanel-audience-out', z: 'tab', mixpanel: 'cfg', store: 'st', flushMs: 20, batchSize: 1000, concurrency: 4, wires: [['h2']] } as Any);
+    nodes.push({ id: 'h2', type: 'helper', z: 'tab' } as Any);
+    await helper.load(MODULES(), nodes, CREDS);
+    const done = Promise.all([nextMessage('h', 15000), nextMessage('h2', 15000)]);
+    send(Array.from({ length: 2500 }, (_, i) => user(`a${i}`, [{ id: 7, action: 'add' }])));
+    helper.getNode('out2').receive({ payload: Array.from({ length: 2500 }, (_, i) => user(`b${i}`, [{ id: 7, action: 'add' }])) });
+    await done;
+    expect(mp.profiles.size).to.equal(5000);
+    // Each request may leave only once the updates before it fit the shared budget: n updates need n / RATE s.
+    const first = mp.requests[0].at;
+    let before = 0;
+    for (const r of mp.requests) {
+      expect(r.at - first, `request after ${before} updates`).to.be.at.least((before / RATE) * 1000 - 15);
+      before += r.updates.length;
+    }
+    expect(new Set(mp.requests.map((r) => r.updates[0].$distinct_id.toString()[0]))).to.have.members(['a', 'b']);
+  });
+
   it('writes one update per target identity present, or only the first with targetMode first', async () => {
     await load(mp);
     const profile = {
