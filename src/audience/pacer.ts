@@ -6,8 +6,15 @@
  * over the last two seconds and creeps back up 3 % a second while no 429 comes (additive increase, multiplicative
  * decrease, like rudder-server's limiter): it settles right under the real limit with a 429 only now and then.
  *
+ * It limits the average, not each gap (a generic cell rate algorithm): a sender that fell behind for a moment — a
+ * start-up, a slow store write — may catch up by a quarter of a second's worth at once instead of losing that time
+ * for good. Mixpanel measures over a rolling minute, so that is at most 0.4 % over the limit in any minute. After a
+ * 429 there is no catching up until the rate is back at the ceiling.
+ *
  * One pacer per project (the `mixpanel-config` node holds it), shared by every node sending to that project.
  */
+const BURST_MS = 250;
+
 export class RatePacer {
   /** Updates per second now; Infinity when no limit is configured and Mixpanel has not said 429 yet. */
   rate: number;
@@ -29,7 +36,11 @@ export class RatePacer {
 
   /** The earliest time the next batch may go. */
   nextSendAt(now: number): number {
-    return Number.isFinite(this.rate) ? Math.max(now, this.nextAt) : now;
+    return Number.isFinite(this.rate) ? Math.max(now, this.nextAt - this.burstMs()) : now;
+  }
+
+  private burstMs(): number {
+    return this.rate >= this.ceiling ? BURST_MS : 0;
   }
 
   /** Books a batch of `n` updates sent at `at`: the one after it waits n / rate. */
