@@ -7,6 +7,9 @@
 //   --only a,b       run only these parts (audienceOut,audienceOutSingle,mixpanelImport,mixpanelNode,ceiling,
 //                    rateLimited,burst,cohortIn,identityResolve)
 //   --cpu-prof       run node-red with --cpu-prof (profiles in bench/results/prof/)
+//   --mem-trace      sample node-red's memory every 250 ms (bench/results/mem/<part>-<time>.jsonl, phases in the log;
+//                    node-red's own output goes next to it as .log)
+//   --red-arg X      extra node option for node-red, repeatable (diagnostics: --red-arg --trace-gc)
 //   --window N       messages in flight for audienceOut; --cohort-window N: pages in flight for cohortIn (4)
 //   --docs           write docs/benchmarks.md (default for a full run)
 // Loopback only; every loop is bounded in count and time. Peer tools live in bench/node_modules (bench/package.json),
@@ -35,6 +38,8 @@ const QUICK = flag('--quick');
 const JSON_OUT = opt('--json');
 const ONLY = opt('--only') ? new Set(opt('--only').split(',')) : null;
 const CPU_PROF = flag('--cpu-prof');
+const MEM_TRACE = flag('--mem-trace');
+const RED_ARGS = argv.flatMap((a, i) => (a === '--red-arg' && argv[i + 1] ? [argv[i + 1]] : []));
 const WRITE_DOCS = flag('--docs') || (!QUICK && !ONLY);
 const want = (k) => !ONLY || ONLY.has(k);
 
@@ -176,10 +181,25 @@ async function startRed(label, flows, credentials, tuning = {}) {
   };`);
   const nodeArgs = [];
   if (CPU_PROF) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.join(RESULTS, 'prof')}`, `--cpu-prof-name=node-red-${label}-${Date.now()}.cpuprofile`);
+  nodeArgs.push(...RED_ARGS);
+  const env = { ...process.env, BENCH_CTL_PORT: String(ctlPort) };
+  let redLog;
+  if (MEM_TRACE) {
+    fs.mkdirSync(path.join(RESULTS, 'mem'), { recursive: true });
+    const base = path.join(RESULTS, 'mem', `${label}-${Date.now()}`);
+    env.BENCH_MEM_TRACE = `${base}.jsonl`;
+    redLog = fs.createWriteStream(`${base}.log`);
+    nodeArgs.push('-r', path.join(BENCH, 'tools', 'mem-trace.js'));
+    log(`memory trace: ${env.BENCH_MEM_TRACE}`);
+  }
   const proc = spawn(process.execPath, [...nodeArgs, require.resolve('node-red/red.js', { paths: [ROOT] }), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
-    env: { ...process.env, BENCH_CTL_PORT: String(ctlPort) },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (redLog) {
+    proc.stdout.pipe(redLog);
+    proc.stderr.pipe(redLog);
+  }
   const out = [];
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node-red did not start:\n${out.join('')}`)), 30000);
@@ -367,8 +387,10 @@ async function benchBurst(sink) {
     const mid = await red.ctl('/stats');
     await sink.up();
     const td0 = Date.now();
+    if (MEM_TRACE) log(`burst phases (epoch ms): enqueue ${tq0}, drain ${td0}`);
     await waitFor(async () => (await sink.stats()).unique >= n, QUICK ? 60000 : 180000, 250);
     const drainSec = (Date.now() - td0) / 1000;
+    if (MEM_TRACE) log(`burst drained (epoch ms): ${Date.now()}`);
     const node = await waitFor(async () => {
       const st = await red.ctl('/stats');
       return st.pending === 0 ? st : undefined;
