@@ -1,6 +1,6 @@
 import type { NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { SyncError, issuesToMessage, type ErrorCode, type Issue } from '../src/errors';
-import { forwardAudienceMessages, mparticleResponse, type ForwardOutcome } from '../src/audience/forwarder';
+import { forwardAudienceMessages, inputWeight, mparticleResponse, type ForwardOutcome } from '../src/audience/forwarder';
 import { GroupCommit } from '../src/audience/group-commit';
 import { AudienceSender, toEngageUpdate, type SenderState } from '../src/audience/sender';
 import { DeliveryTracker, type DeliveryResult } from '../src/audience/tracker';
@@ -25,6 +25,13 @@ const STATUS_EVERY_MS = 1000;
  * backlog itself waits on disk.
  */
 const MAX_TRACKED = 100000;
+
+/**
+ * Users per group commit at most. One-user messages still share a transaction 1000 at a time (the commit was most of
+ * their cost); 1000-user messages (mParticle's batches) each get their own, which costs them nothing: sixteen of them
+ * in one group was no faster, but kept ~100 MB of short-lived objects alive at once.
+ */
+const GROUP_USERS = 1000;
 
 /** Advanced tuning from settings.js (`mixpanelSync: {backoff, authRetryMs}`); tests use it to shrink the clock. */
 interface Tuning {
@@ -134,8 +141,11 @@ export = function (RED: NodeAPI) {
     void sender.start(); // updates left by a crash or an earlier deploy go out first
 
     // Messages arriving together share one store transaction: for one-user messages the commit was most of the cost.
+    // A group holds at most GROUP_USERS users (a bigger message goes alone): what a group parses and writes lives
+    // until its transaction ends, and bigger groups outlived V8's young generation, filling the heap with garbage.
     const intake = new GroupCommit<unknown, ForwardOutcome>((payloads) =>
-      forwardAudienceMessages({ store: store.audience, identities: store.identities, scope, settings, now: Date.now }, payloads));
+      forwardAudienceMessages({ store: store.audience, identities: store.identities, scope, settings, now: Date.now }, payloads),
+    { maxItems: 1000, maxWeight: GROUP_USERS, weight: inputWeight });
 
     onInput(node, async (msg, send, done) => {
       if (msg.topic === 'stats') {

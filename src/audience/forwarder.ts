@@ -126,6 +126,16 @@ export async function forwardAudienceMessages(deps: ForwarderDeps, payloads: unk
   return outcomes;
 }
 
+/**
+ * About how many users a message carries, without parsing it: what a message costs the intake in memory and time
+ * (group commit cuts groups by this).
+ */
+export function inputWeight(payload: unknown): number {
+  if (Array.isArray(payload)) return Math.max(1, payload.length);
+  const profiles = (payload as { user_profiles?: unknown } | null)?.user_profiles;
+  return Array.isArray(profiles) ? Math.max(1, profiles.length) : 1;
+}
+
 /** One message on its own (see forwardAudienceMessages). */
 export async function forwardAudienceMessage(deps: ForwarderDeps, payload: unknown): Promise<ForwardOutcome> {
   return (await forwardAudienceMessages(deps, [payload]))[0];
