@@ -17,10 +17,18 @@ export interface DistinctChoice {
   from: IdentityName;
 }
 
+/** The order in which names are tried, per configured name: built once, not once per profile. */
+const ORDER = new Map<IdentityName, readonly IdentityName[]>();
+
+function orderFor(from: IdentityName): readonly IdentityName[] {
+  let order = ORDER.get(from);
+  if (!order) ORDER.set(from, (order = [...new Set([from, ...DISTINCT_ID_FALLBACK, ...IDENTITY_PRIORITY])]));
+  return order;
+}
+
 export function chooseDistinctId(profile: IdentityProfile, from: IdentityName): DistinctChoice | undefined {
-  const value = (name: IdentityName) => (name === 'mpid' ? profile.mpid : profile.identities[name]);
-  for (const name of [from, ...DISTINCT_ID_FALLBACK, ...IDENTITY_PRIORITY]) {
-    const v = value(name);
+  for (const name of orderFor(from)) {
+    const v = name === 'mpid' ? profile.mpid : profile.identities[name];
     if (v !== undefined) return { distinctId: v, from: name };
   }
   return undefined;

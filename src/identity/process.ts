@@ -12,10 +12,11 @@ export interface IdentityOutcome {
 }
 
 function describe(p: IdentityProfile, index: number, settings: IdentityResolveSettings, matchedBy?: string): ResolvedIdentity {
-  // A stored profile always has at least one identity, so a distinct ID is always found.
+  // A stored profile always has at least one identity, so a distinct ID is always found. The store hands out profiles
+  // that are the caller's own (IdentityStore), so `identities` is taken as it is, not copied once more.
   const choice = chooseDistinctId(p, settings.distinctIdFrom)!;
   const out: ResolvedIdentity = {
-    index, key: p.key, identities: { ...p.identities } as Record<string, string>, distinctId: choice.distinctId, distinctIdFrom: choice.from,
+    index, key: p.key, identities: p.identities as Record<string, string>, distinctId: choice.distinctId, distinctIdFrom: choice.from,
   };
   if (p.mpid !== undefined) out.mpid = p.mpid;
   if (matchedBy !== undefined) out.matchedBy = matchedBy;

@@ -65,12 +65,26 @@ export function linkValue(id: string): string {
   return id.slice(id.indexOf(':') + 1);
 }
 
-/** The identities of a map in priority order, as `[name, value, linkId]`. */
+/** Priority rank of each identity name (its index in `IDENTITY_PRIORITY`). */
+const RANK = new Map<string, number>(IDENTITY_PRIORITY.map((n, i) => [n, i]));
+
+/**
+ * The identities of a map in priority order, as `[name, value, linkId]`. Walks the map's own keys and sorts them by
+ * rank instead of probing every name of the priority list (a map holds one to a few identities, the list has 35
+ * names: this runs once per lookup on the resolve path).
+ */
 export function orderedEntries(map: IdentityMap): Array<[IdentityName, string, string]> {
   const out: Array<[IdentityName, string, string]> = [];
-  for (const name of IDENTITY_PRIORITY) {
-    const v = map[name];
-    if (v !== undefined) out.push([name, v, linkId(name, v)]);
+  let sorted = true;
+  let last = -1;
+  for (const key of Object.keys(map)) {
+    const rank = RANK.get(key);
+    const v = map[key as IdentityName];
+    if (rank === undefined || v === undefined) continue;
+    if (rank < last) sorted = false;
+    last = rank;
+    out.push([key as IdentityName, v, linkId(key as IdentityName, v)]);
   }
+  if (!sorted) out.sort((a, b) => RANK.get(a[0])! - RANK.get(b[0])!);
   return out;
 }

@@ -10,6 +10,9 @@ import type { IdentityMap, IdentityMatch, IdentityProfile } from '../identity/ty
  *
  * Every call is batch-shaped and atomic as a whole: one SQLite transaction, one Redis script (learn: one read script
  * and one compare-and-set script, retried when another instance changed the same links in between).
+ *
+ * Every profile returned (by learn or resolve) is a new object that belongs to the caller: never one the store keeps,
+ * never shared between two results, so callers may hand it on without copying.
  */
 export interface IdentityStore {
   /**

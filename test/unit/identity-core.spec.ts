@@ -6,7 +6,7 @@ import { SyncError } from '../../src/errors';
 import { chooseDistinctId } from '../../src/identity/distinct';
 import { normalizeIdentityName } from '../../src/identity/names';
 import { parseIdentityInput } from '../../src/identity/parse';
-import { normalizeIdentityValue } from '../../src/identity/values';
+import { IDENTITY_PRIORITY, normalizeIdentityValue, orderedEntries } from '../../src/identity/values';
 import { IdentityResolveSettings } from '../../src/schemas/identity';
 import { openMemoryStore } from '../../src/store/memory';
 
@@ -58,12 +58,26 @@ describe('identity core', () => {
     expect(() => parseIdentityInput({ user_identities: 'x' })).to.throw(SyncError, /payload.user_identities/);
   });
 
+  it('orders a map\'s identities by priority, whatever the key order; skips absent values and unknown keys', () => {
+    expect(orderedEntries({ ios_idfv: 'V', email: 'e', mpid: '5', customer_id: 'c' } as Any)).to.deep.equal([
+      ['mpid', '5', 'mpid:5'], ['customer_id', 'c', 'customer_id:c'], ['email', 'e', 'email:e'], ['ios_idfv', 'V', 'ios_idfv:V'],
+    ]);
+    expect(orderedEntries({ push_token: 't:1', name: 'x', email: undefined } as Any)).to.deep.equal([['push_token', 't:1', 'push_token:t:1']]);
+    expect(orderedEntries({})).to.deep.equal([]);
+    // Every name, in reverse: the same order as the priority list.
+    const all = Object.fromEntries([...IDENTITY_PRIORITY].reverse().map((n) => [n, `v-${n}`]));
+    expect(orderedEntries(all).map((e) => e[0])).to.deep.equal([...IDENTITY_PRIORITY]);
+  });
+
   it('chooses the distinct ID like External Identity Type, with a documented fallback', () => {
     const p = { key: '1', mpid: '1', identities: { email: 'e', ios_idfv: 'V' } };
     expect(chooseDistinctId(p, 'customer_id')).to.deep.equal({ distinctId: '1', from: 'mpid' });
     expect(chooseDistinctId(p, 'email')).to.deep.equal({ distinctId: 'e', from: 'email' });
     expect(chooseDistinctId({ key: 'anon:x', identities: { ios_idfv: 'V', distinct_id: '$device:d' } }, 'customer_id')).to.deep.equal({ distinctId: '$device:d', from: 'distinct_id' });
     expect(chooseDistinctId({ key: 'anon:x', identities: { push_token: 't' } }, 'customer_id')).to.deep.equal({ distinctId: 't', from: 'push_token' });
+    expect(chooseDistinctId({ key: 'anon:x', identities: { push_token: 't', amp_id: 'a' } }, 'amp_id')).to.deep.equal({ distinctId: 'a', from: 'amp_id' });
+    expect(chooseDistinctId({ key: 'anon:x', identities: { push_token: 't' } }, 'amp_id')).to.deep.equal({ distinctId: 't', from: 'push_token' });
+    expect(chooseDistinctId({ key: 'anon:x', identities: {} }, 'customer_id')).to.equal(undefined);
   });
 
   it('the editor defaults agree with the settings schema', () => {
