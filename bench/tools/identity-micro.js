@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Micro-benchmark of identity-resolve's resolve path outside Node-RED (SQLite store): learn N profiles, then time
-// processIdentities (mode resolve) on arrays of 1000, and split it: the store's resolve alone, its two point queries
-// (link, profile) bare, JSON.parse of the profile rows, and the rest (parse input, describe, sort).
+// processIdentities (mode resolve) on arrays of 1000, and split it: the store's resolve alone, its one batched
+// statement bare (link → public part for a whole array), JSON.parse of the rows, and the rest (parse input, describe,
+// sort). Full bench size: node bench/tools/identity-micro.js 200000 500000.
 // Usage: node bench/tools/identity-micro.js [learn=50000] [lookups=200000]
 'use strict';
 const fs = require('node:fs');
@@ -38,7 +39,7 @@ const hr = () => process.hrtime.bigint();
   const settings = IdentityResolveSettings.parse({ mode: 'resolve' });
   const msgs = [];
   for (let j = 0; j < N; j += 1000) msgs.push(Array.from({ length: Math.min(1000, N - j) }, (_, k) => resolveUser(j + k)));
-  const t = { process: 0, storeResolve: 0, parse: 0, linkGet: 0, profileGet: 0, jsonParse: 0 };
+  const t = { process: 0, storeResolve: 0, parse: 0, statement: 0, jsonParse: 0, joinPerId: 0 };
   let unresolved = 0;
   for (const m of msgs) {
     a = hr();
@@ -53,41 +54,36 @@ const hr = () => process.hrtime.bigint();
     t.storeResolve += Number(hr() - a);
   }
   await store.close();
-  // The same two point queries, bare, on the same file (own connection, as the store's pragmas).
-  const db = new Database(file, { readonly: true });
-  db.pragma('cache_size = -65536');
-  const link = db.prepare('SELECT pkey FROM id_links WHERE link = ?');
-  const prof = db.prepare('SELECT data FROM id_profiles WHERE pkey = ?');
-  const linkIds = msgs.flat().map((u) => {
+  // The store's resolve statement bare, on the same file (own connection, the store's pragmas), then JSON.parse of the
+  // public parts it returns, and for comparison the earlier shape: one joined statement per identity reading the
+  // whole profile JSON (links history included), parsed.
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('locking_mode = EXCLUSIVE');
+  db.pragma('cache_size = -16384');
+  const linkIds = msgs.map((m) => m.map((u) => {
     const [k, v] = Object.entries(u)[0];
     return `${k}:${k === 'email' ? v.toLowerCase() : v}`;
-  });
-  const keys = [];
-  a = hr();
-  db.transaction(() => { for (const id of linkIds) keys.push(link.get(id)?.pkey); })();
-  t.linkGet = Number(hr() - a);
+  }));
+  const many = db.prepare(`SELECT j.key, l.pkey, p.mpid, p.identities FROM json_each(?) AS j
+    CROSS JOIN id_links AS l ON l.link = j.value CROSS JOIN id_public AS p ON p.pkey = l.pkey`).raw();
   const rows = [];
   a = hr();
-  db.transaction(() => { for (const k of keys) rows.push(prof.get(k)); })();
-  t.profileGet = Number(hr() - a);
+  db.transaction(() => { for (const ids of linkIds) rows.push(many.all(JSON.stringify(ids))); })();
+  t.statement = Number(hr() - a);
+  let found = 0;
   a = hr();
-  for (const r of rows) if (r) JSON.parse(r.data);
+  for (const rs of rows) for (const r of rs) { JSON.parse(r[3]); found++; }
   t.jsonParse = Number(hr() - a);
-  // Alternatives for the store: pluck() (no row object) and one JOIN (link → profile data in one statement).
-  const linkP = db.prepare('SELECT pkey FROM id_links WHERE link = ?').pluck();
   const join = db.prepare('SELECT p.data FROM id_links l JOIN id_profiles p ON p.pkey = l.pkey WHERE l.link = ?').pluck();
   a = hr();
-  db.transaction(() => { for (const id of linkIds) linkP.get(id); })();
-  t.linkPluck = Number(hr() - a);
-  a = hr();
-  db.transaction(() => { for (const id of linkIds) JSON.parse(join.get(id)); })();
-  t.joinPluckParse = Number(hr() - a);
-  const found = keys.filter(Boolean).length;
+  db.transaction(() => { for (const ids of linkIds) for (const id of ids) JSON.parse(join.get(id)); })();
+  t.joinPerId = Number(hr() - a);
   db.close();
   fs.rmSync(dir, { recursive: true, force: true });
   const us = (x) => `${(x / N / 1000).toFixed(2)} µs`;
-  console.log(`learn ${LEARN}: ${(LEARN / (learnNs / 1e9)).toFixed(0)} profiles/s; lookups ${N} (unresolved ${unresolved}; bare link hits ${found})`);
+  console.log(`learn ${LEARN}: ${(LEARN / (learnNs / 1e9)).toFixed(0)} profiles/s; lookups ${N} (unresolved ${unresolved}; bare statement hits ${found})`);
   console.log(`per lookup: processIdentities ${us(t.process)} (= ${(N / (t.process / 1e9)).toFixed(0)}/s) | store.resolve ${us(t.storeResolve)} | parseIdentityInput ${us(t.parse)} | rest (describe, sort, …) ${us(t.process - t.storeResolve - t.parse)}`);
-  console.log(`  alternatives: link SELECT with pluck() ${us(t.linkPluck)}; one JOIN link→profile with pluck() + JSON.parse ${us(t.joinPluckParse)} (vs ${us(t.linkGet + t.profileGet + t.jsonParse)} now)`);
-  console.log(`  inside store.resolve: bare link SELECT ${us(t.linkGet)}, bare profile SELECT ${us(t.profileGet)}, JSON.parse ${us(t.jsonParse)}, plan/overhead ${us(t.storeResolve - t.linkGet - t.profileGet - t.jsonParse)}`);
+  console.log(`  inside store.resolve: the batched statement bare ${us(t.statement)}, JSON.parse of the public part ${us(t.jsonParse)}, the rest (ordering, mapping, objects) ${us(t.storeResolve - t.statement - t.jsonParse)}`);
+  console.log(`  earlier shape: one joined statement per identity + JSON.parse of the whole profile ${us(t.joinPerId)}`);
 })();

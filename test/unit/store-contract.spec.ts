@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import Database from 'better-sqlite3';
 import type { MembershipCompute, OutboxItem, UserMembership } from '../../src/store/audience-store';
 import type { SyncStore } from '../../src/store/types';
 import { openMemoryStore } from '../../src/store/memory';
@@ -365,6 +366,40 @@ export function storeContract(f: BackendFactory): void {
         expect(await store.identities.profileCount()).to.equal(1000);
       });
 
+      it('resolves large arrays of several identities each like one lookup at a time (priority, misses, repeats)', async () => {
+        const obs: IdentityMap[] = [];
+        for (let i = 0; i < 1500; i++) obs.push({ mpid: String(5000 + i), customer_id: `c${i}`, ios_idfv: `V${i}` });
+        await store.identities.learn(obs, T0);
+        await store.identities.learn([{ ios_idfv: 'ANON' }], T0 + 1);
+        const lookups: IdentityMap[] = [];
+        for (let i = 0; i < 3000; i++) {
+          const j = (i * 7) % 1500;
+          // two or three identities per lookup: known and unknown ones, pointing to the same or to another profile
+          if (i % 4 === 0) lookups.push({ ios_idfv: `V${(j + 1) % 1500}`, customer_id: `c${j}` });
+          else if (i % 4 === 1) lookups.push({ customer_id: `missing${i}`, ios_idfv: `V${j}`, email: `none${i}@x.y` });
+          else if (i % 4 === 2) lookups.push({ email: `none${i}@x.y`, ios_idfv: i % 3 ? 'ANON' : `NOPE${i}` });
+          else lookups.push({ ios_idfv: `V${j}`, mpid: String(5000 + j) });
+        }
+        const batch = await store.identities.resolve(lookups);
+        expect(batch).to.have.length(lookups.length);
+        for (let i = 0; i < lookups.length; i += 97) {
+          const [one] = await store.identities.resolve([lookups[i]]);
+          expect(batch[i], `lookup ${i}`).to.deep.equal(one);
+        }
+        expect(batch[0]).to.deep.equal({ matchedBy: 'customer_id', profile: { key: '5000', mpid: '5000', identities: { customer_id: 'c0', ios_idfv: 'V0' } } });
+        expect(batch[1]!.matchedBy).to.equal('ios_idfv');
+        expect(batch[2]).to.deep.include({ matchedBy: 'ios_idfv' });
+        expect(batch[2]!.profile).to.deep.include({ identities: { ios_idfv: 'ANON' } });
+        expect(batch[6]).to.equal(undefined);
+        expect(batch[3]!.matchedBy).to.equal('mpid');
+        // every result is the caller's own object
+        const again = await store.identities.resolve([{ customer_id: 'c0' }, { customer_id: 'c0' }]);
+        again[0]!.profile.identities.email = 'changed@x.y';
+        expect(again[1]!.profile.identities).to.deep.equal({ customer_id: 'c0', ios_idfv: 'V0' });
+        const [fresh] = await store.identities.resolve([{ customer_id: 'c0' }]);
+        expect(fresh!.profile.identities).to.deep.equal({ customer_id: 'c0', ios_idfv: 'V0' });
+      });
+
       it('parallel learns from two handles linking to one MPID keep every identity', async () => {
         const other = await f.open();
         await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? other : store).identities.learn([{ mpid: '77', email: `e${i}@example.com` }], T0 + i)));
@@ -385,3 +420,69 @@ export function storeContract(f: BackendFactory): void {
 }
 
 for (const f of factories) storeContract(f);
+
+describe('SQLite identity tables: files from before id_public', function () {
+  this.timeout(30000);
+  let dir = '';
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpsync-idmig-')); });
+  afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+
+  /** A file as the earlier schema left it: links and whole-profile JSON only. */
+  function oldFile(file: string, profiles: Array<{ key: string; mpid?: string; identities: IdentityMap }>): void {
+    const db = new Database(file);
+    db.exec(`CREATE TABLE id_links (link TEXT PRIMARY KEY, pkey TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE id_profiles (pkey TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;`);
+    const link = db.prepare('INSERT INTO id_links VALUES (?, ?)');
+    const prof = db.prepare('INSERT INTO id_profiles VALUES (?, ?)');
+    for (const p of profiles) {
+      const links = Object.entries(p.identities).map(([n, v]) => `${n}:${v}`);
+      if (p.mpid) links.unshift(`mpid:${p.mpid}`);
+      for (const l of links) link.run(l, p.key);
+      prof.run(p.key, JSON.stringify({ key: p.key, identities: p.identities, links, createdAt: T0, updatedAt: T0, ...(p.mpid ? { mpid: p.mpid } : {}) }));
+    }
+    prof.run('broken', '{not json');
+    link.run('customer_id:broken', 'broken');
+    db.close();
+  }
+
+  it('opens an earlier file, resolves what it holds, and learns on top of it', async () => {
+    const file = path.join(dir, 'old.db');
+    oldFile(file, [
+      { key: '1', mpid: '1', identities: { customer_id: 'c1', email: 'a@x.y' } },
+      { key: 'anon:0b7c', identities: { ios_idfv: 'V9' } },
+    ]);
+    const store = openSqliteStore(file);
+    try {
+      const res = await store.identities.resolve([{ email: 'a@x.y' }, { ios_idfv: 'V9' }, { customer_id: 'broken' }, { mpid: '1' }]);
+      expect(res[0]).to.deep.equal({ matchedBy: 'email', profile: { key: '1', mpid: '1', identities: { customer_id: 'c1', email: 'a@x.y' } } });
+      expect(res[1]).to.deep.equal({ matchedBy: 'ios_idfv', profile: { key: 'anon:0b7c', identities: { ios_idfv: 'V9' } } });
+      expect(res[2]).to.equal(undefined); // a row that is not JSON is skipped, not a crash at open
+      expect(res[3]!.profile.key).to.equal('1');
+      await store.identities.learn([{ mpid: '1', ios_idfv: 'V9', email: 'b@x.y' }], T0 + 5);
+      const [m] = await store.identities.resolve([{ ios_idfv: 'V9' }]);
+      expect(m!.profile).to.deep.equal({ key: '1', mpid: '1', identities: { customer_id: 'c1', email: 'b@x.y', ios_idfv: 'V9' } });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('stays in step when something writes id_profiles the earlier way (an older version of the package)', async () => {
+    const file = path.join(dir, 'mixed.db');
+    let store = openSqliteStore(file);
+    await store.identities.learn([{ mpid: '7', customer_id: 'c7' }, { mpid: '8', customer_id: 'c8' }], T0);
+    await store.close();
+    const db = new Database(file);
+    db.prepare('INSERT OR REPLACE INTO id_profiles (pkey, data) VALUES (?, ?)').run('7', JSON.stringify({ key: '7', mpid: '7', identities: { customer_id: 'c7', email: 'new@x.y' }, links: ['mpid:7', 'customer_id:c7'], createdAt: T0, updatedAt: T0 + 1 }));
+    db.prepare('DELETE FROM id_profiles WHERE pkey = ?').run('8');
+    db.close();
+    store = openSqliteStore(file);
+    try {
+      const [seven, eight] = await store.identities.resolve([{ customer_id: 'c7' }, { customer_id: 'c8' }]);
+      expect(seven!.profile.identities).to.deep.equal({ customer_id: 'c7', email: 'new@x.y' });
+      expect(eight).to.equal(undefined);
+      expect(await store.identities.profileCount()).to.equal(1);
+    } finally {
+      await store.close();
+    }
+  });
+});
