@@ -21,6 +21,9 @@ const ZERO_ID = /^[0-]+$/;
 const APPLE_IDS = new Set<IdentityName>(['ios_advertising_id', 'ios_idfv']);
 const GOOGLE_AD_IDS = new Set<IdentityName>(['android_advertising_id']);
 
+/** ES2024 string methods (Node 20 has them; the TypeScript lib here is ES2022). */
+type WellFormed = string & { isWellFormed(): boolean; toWellFormed(): string };
+
 export type ValueResult = { value: string } | { skip: true } | { error: string };
 
 /**
@@ -44,6 +47,9 @@ export function normalizeIdentityValue(name: IdentityName, raw: unknown): ValueR
   else if (typeof raw === 'bigint') value = raw.toString();
   else return { error: typeof raw === 'number' ? 'must be a string (this number is not a safe integer)' : `must be a string, not ${Array.isArray(raw) ? 'an array' : typeof raw}` };
   if (value === '') return { skip: true };
+  // A lone UTF-16 surrogate (a cut emoji) cannot be stored as UTF-8: SQLite's binding turned it into U+FFFD and
+  // Redis' cjson refused the whole batch. The same replacement here gives every backend the same spelling.
+  if (!(value as WellFormed).isWellFormed()) value = (value as WellFormed).toWellFormed();
   if (value.length > MAX_IDENTITY_LENGTH) return { error: `must be at most ${MAX_IDENTITY_LENGTH} characters` };
   if (name === 'email') value = value.toLowerCase();
   else if (APPLE_IDS.has(name)) value = value.toUpperCase();

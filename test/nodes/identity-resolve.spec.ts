@@ -89,6 +89,15 @@ for (const [backend, storeOpts] of stores) {
       expect(msg.identity.identities).to.deep.equal({ customer_id: 'C42', ios_idfv: 'DEV-1', distinct_id: '$device:abc' });
     });
 
+    it('a value with a lone surrogate (a cut emoji) is learnt and found again', async () => {
+      await load({ mode: 'resolve' });
+      await learn({ mpid: '9', customer_id: 'cut\ud83d' });
+      const got = nextMessage('o1');
+      helper.getNode('ir').receive({ payload: { customer_id: 'cut\ud83d' } });
+      const msg = await got;
+      expect(msg.identity).to.deep.include({ key: '9', matchedBy: 'customer_id', distinctId: 'cut\ufffd' });
+    });
+
     it('bad input: one error to Catch naming the field, with a stable code, nothing sent', async () => {
       await load({ mode: 'both' });
       const caught = nextMessage('ch');

@@ -38,6 +38,9 @@ describe('identity core', () => {
     expect(normalizeIdentityValue('customer_id', 42)).to.deep.equal({ value: '42' });
     expect(normalizeIdentityValue('customer_id', { a: 1 })).to.have.property('error');
     expect(normalizeIdentityValue('customer_id', 'x'.repeat(2000))).to.have.property('error');
+    expect(normalizeIdentityValue('customer_id', 'a\ud83dz')).to.deep.equal({ value: 'a\ufffdz' });
+    expect(normalizeIdentityValue('email', 'X\udc00@Y.z')).to.deep.equal({ value: 'x\ufffd@y.z' });
+    expect(normalizeIdentityValue('customer_id', 'emoji😀')).to.deep.equal({ value: 'emoji😀' });
   });
 
   it('parses flat, mParticle, Firehose and plain shapes', () => {

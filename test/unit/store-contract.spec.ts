@@ -400,6 +400,14 @@ export function storeContract(f: BackendFactory): void {
         expect(fresh!.profile.identities).to.deep.equal({ customer_id: 'c0', ios_idfv: 'V0' });
       });
 
+      it('finds values with unusual characters (quotes, NUL, control characters, emoji, U+FFFD)', async () => {
+        // Normalised values, as the contract asks: a lone surrogate has become U+FFFD (normalizeIdentityValue).
+        const values = ['a\ufffdz', 'nul\u0000x', 'emoji😀', 'quote"\\', 'tab\t', 'ctl\u0001', 'ü ß'];
+        await store.identities.learn(values.map((v, i) => ({ mpid: String(i + 1), customer_id: v })), T0);
+        const found = await store.identities.resolve(values.map((v) => ({ customer_id: v })));
+        expect(found.map((m) => m?.profile.key)).to.deep.equal(values.map((_, i) => String(i + 1)));
+      });
+
       it('parallel learns from two handles linking to one MPID keep every identity', async () => {
         const other = await f.open();
         await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? other : store).identities.learn([{ mpid: '77', email: `e${i}@example.com` }], T0 + i)));
