@@ -18,12 +18,17 @@ if (file) {
   const timer = setInterval(() => {
     const m = process.memoryUsage();
     const spaces = {};
-    for (const sp of v8.getHeapSpaceStatistics()) spaces[sp.space_name.replace(/_space$/, '')] = mb(sp.space_used_size);
+    const committed = {};
+    for (const sp of v8.getHeapSpaceStatistics()) {
+      const name = sp.space_name.replace(/_space$/, '');
+      spaces[name] = mb(sp.space_used_size);
+      committed[name] = mb(sp.physical_space_size);
+    }
     const st = status();
     fs.writeSync(fd, `${JSON.stringify({
       at: Date.now(), t: (Date.now() - t0) / 1000, rss: mb(m.rss), hwm: st.hwm, anon: st.anon, file: st.file,
       heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers),
-      native: mb(m.rss - m.heapTotal - m.external), spaces,
+      native: mb(m.rss - m.heapTotal - m.external), spaces, committed,
     })}\n`);
   }, 250);
   timer.unref();
