@@ -104,7 +104,13 @@ export interface AudienceStore {
   /** The earliest `dueAt` in the outbox, or undefined when it is empty. */
   nextDueAt(scope: string): Promise<number | undefined>;
 
-  stats(scope: string): Promise<OutboxStats>;
+  /**
+   * Counters and what the outbox holds. With `quick`, a store may take `pending` from its counters (accepted − acked
+   * − dead, kept in the same transactions as the rows) instead of counting the rows, and leave `profiles` at −1: what
+   * a status display needs, in constant time however large the backlog (counting a 1M-row SQLite outbox takes
+   * ~150 ms of the event loop).
+   */
+  stats(scope: string, opts?: { quick?: boolean }): Promise<OutboxStats>;
 
   /** Dead-lettered updates, newest first (for inspection and replay). */
   deadLetters(scope: string, limit: number): Promise<Array<{ distinctId: string; props: ProfileProps; reason: string; at: number }>>;

@@ -252,13 +252,16 @@ export class SqliteAudienceStore implements AudienceStore {
     return earliest;
   }
 
-  async stats(scope: string): Promise<OutboxStats> {
+  async stats(scope: string, opts: { quick?: boolean } = {}): Promise<OutboxStats> {
     const c = this.st.counters.get(scope);
+    const accepted = c?.accepted ?? 0;
+    const acked = c?.acked ?? 0;
+    const dead = c?.dead ?? 0;
+    // Every transaction that changes the outbox rows moves these counters with them, so the difference is exactly the
+    // sum the rows would give; counting the rows is left to those who ask for it (tests check the two agree).
+    if (opts.quick) return { accepted, acked, dead, pending: accepted - acked - dead, profiles: -1 };
     const p = this.st.pending.get(scope);
-    return {
-      accepted: c?.accepted ?? 0, acked: c?.acked ?? 0, dead: c?.dead ?? 0,
-      pending: p?.pending ?? 0, profiles: p?.profiles ?? 0,
-    };
+    return { accepted, acked, dead, pending: p?.pending ?? 0, profiles: p?.profiles ?? 0 };
   }
 
   async deadLetters(scope: string, limit: number) {
