@@ -27,9 +27,10 @@ const STATUS_EVERY_MS = 1000;
 const MAX_TRACKED = 100000;
 
 /**
- * Users per group commit at most. One-user messages still share a transaction 1000 at a time (the commit was most of
- * their cost); 1000-user messages (mParticle's batches) each get their own, which costs them nothing: sixteen of them
- * in one group was no faster, but kept ~100 MB of short-lived objects alive at once.
+ * Users per group commit at most (a bigger message goes alone). A group is stored in one turn of the event loop, in
+ * slices of SLICE_USERS users (see the forwarder), and its messages are answered when all of it is stored: sixteen
+ * 1000-user messages in one group were no faster, but kept ~100 MB of short-lived objects alive at once and held
+ * every answer back until the last.
  */
 const GROUP_USERS = 1000;
 
@@ -140,11 +141,10 @@ export = function (RED: NodeAPI) {
     else refreshStatus();
     void sender.start(); // updates left by a crash or an earlier deploy go out first
 
-    // Messages arriving together share one store transaction: for one-user messages the commit was most of the cost.
-    // A group holds at most GROUP_USERS users (a bigger message goes alone): what a group parses and writes lives
-    // until its transaction ends, and bigger groups outlived V8's young generation, filling the heap with garbage.
+    // Messages arriving together go to the store together: for one-user messages the commit was most of the cost.
+    // Profile sets are kept in the outcome only for a dry run's output.
     const intake = new GroupCommit<unknown, ForwardOutcome>((payloads) =>
-      forwardAudienceMessages({ store: store.audience, identities: store.identities, scope, settings, now: Date.now }, payloads),
+      forwardAudienceMessages({ store: store.audience, identities: store.identities, scope, settings, now: Date.now, keepProfileSets: dryRun }, payloads),
     { maxItems: 1000, maxWeight: GROUP_USERS, weight: inputWeight });
 
     onInput(node, async (msg, send, done) => {

@@ -100,8 +100,35 @@ function parsePlain(raw: unknown, at: string, issues: Issue[]): UserChange | und
   return { at, identities, changes: (audiences ?? []).map((a) => ({ id: a.id, name: a.name || undefined, action: a.action })) };
 }
 
+/**
+ * A message's shape, with its users still unparsed: `parseUser(k, issues)` parses user k when it is needed (or adds
+ * its issues and returns undefined), so a 1000-user message need not hold 1000 parsed users at once.
+ */
+export type InputShape =
+  | {
+    kind: 'users';
+    source: 'mparticle' | 'plain';
+    request?: MembershipChangeRequest;
+    count: number;
+    parseUser(k: number, issues: Issue[]): UserChange | undefined;
+  }
+  | Exclude<ParsedInput, { kind: 'changes' }>;
+
 /** Recognises the shape of `msg.payload` and returns every valid user change plus an issue per bad one. */
 export function parseAudienceInput(payload: unknown): ParsedInput {
+  const shape = readAudienceInput(payload);
+  if (shape.kind !== 'users') return shape;
+  const issues: Issue[] = [];
+  const users: UserChange[] = [];
+  for (let k = 0; k < shape.count; k++) {
+    const u = shape.parseUser(k, issues);
+    if (u) users.push(u);
+  }
+  return { kind: 'changes', source: shape.source, request: shape.request, users, issues };
+}
+
+/** Recognises the shape of `msg.payload`; the users are parsed one by one afterwards (see InputShape). */
+export function readAudienceInput(payload: unknown): InputShape {
   if (payload === null || typeof payload !== 'object') {
     return { kind: 'invalid', issues: [{ field: 'payload', message: 'must be an object or an array (see the node help for the accepted shapes)' }] };
   }
@@ -115,27 +142,20 @@ export function parseAudienceInput(payload: unknown): ParsedInput {
     const parsed = MembershipChangeRequest.safeParse(payload);
     if (!parsed.success) return { kind: 'invalid', issues: zodIssues(parsed.error, 'payload') };
     const request = parsed.data;
-    if (!request.user_profiles || request.user_profiles.length === 0) return { kind: 'keepalive', request };
-    const issues: Issue[] = [];
-    const users: UserChange[] = [];
-    request.user_profiles.forEach((raw, i) => {
-      const u = parseFirehoseProfile(raw, `payload.user_profiles[${i}]`, issues);
-      if (u) users.push(u);
-    });
-    return { kind: 'changes', source: 'mparticle', request, users, issues };
+    const profiles = request.user_profiles;
+    if (!profiles || profiles.length === 0) return { kind: 'keepalive', request };
+    return {
+      kind: 'users', source: 'mparticle', request, count: profiles.length,
+      parseUser: (k, issues) => parseFirehoseProfile(profiles[k], `payload.user_profiles[${k}]`, issues),
+    };
   }
   if (type !== undefined) {
     return { kind: 'invalid', issues: [{ field: 'payload.type', message: `"${String(type)}" is not a message type this node handles (audience_membership_change_request, audience_subscription_request)` }] };
   }
-  const items = Array.isArray(payload) ? payload : [payload];
   if (!Array.isArray(payload) && !('user' in payload)) {
     return { kind: 'invalid', issues: [{ field: 'payload.user', message: 'is required (or send an mParticle audience_membership_change_request)' }] };
   }
-  const issues: Issue[] = [];
-  const users: UserChange[] = [];
-  items.forEach((raw, i) => {
-    const u = parsePlain(raw, Array.isArray(payload) ? `payload[${i}]` : 'payload', issues);
-    if (u) users.push(u);
-  });
-  return { kind: 'changes', source: 'plain', users, issues };
+  if (!Array.isArray(payload)) return { kind: 'users', source: 'plain', count: 1, parseUser: (_k, issues) => parsePlain(payload, 'payload', issues) };
+  const items: unknown[] = payload;
+  return { kind: 'users', source: 'plain', count: items.length, parseUser: (k, issues) => parsePlain(items[k], `payload[${k}]`, issues) };
 }

@@ -1,10 +1,12 @@
 import path from 'node:path';
 import { expect } from 'chai';
-import { forwardAudienceMessage, inputWeight } from '../../src/audience/forwarder';
+import { forwardAudienceMessage, forwardAudienceMessages, inputWeight, SLICE_USERS } from '../../src/audience/forwarder';
 import { GroupCommit } from '../../src/audience/group-commit';
 import { AudienceSender } from '../../src/audience/sender';
 import type { EngageOutcome } from '../../src/mixpanel/engage-client';
 import { AudienceOutSettings } from '../../src/schemas/settings';
+import type { AudienceStore } from '../../src/store/audience-store';
+import { openMemoryStore } from '../../src/store/memory';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { cleanupTempDirs, tempDir, waitFor } from '../helpers/node-red';
 
@@ -92,5 +94,64 @@ describe('group commit limits', () => {
     expect(inputWeight({ user: { customer_id: 'a' }, audiences: [] })).to.equal(1);
     expect(inputWeight({ type: 'audience_membership_change_request' })).to.equal(1);
     expect(inputWeight(null)).to.equal(1);
+  });
+});
+
+/**
+ * Users go to the store in slices of SLICE_USERS (one transaction each): a 1000-user message parsed and written at
+ * once kept everything alive until its one transaction ended, and V8 promoted it to the old generation as garbage.
+ */
+describe('forwarding in slices', () => {
+  const settings = AudienceOutSettings.parse({ perAudienceAttribute: true });
+  /** The memory store, counting the users of each updateMemberships call. */
+  function countingStore(): { audience: AudienceStore; calls: number[] } {
+    const audience = openMemoryStore().audience;
+    const calls: number[] = [];
+    const update = audience.updateMemberships.bind(audience);
+    audience.updateMemberships = (scope, keys, compute, now) => {
+      calls.push(keys.length);
+      return update(scope, keys, compute, now);
+    };
+    return { audience, calls };
+  }
+  const profile = (i: number, action = 'add') => ({ mpid: String(1000 + i), user_identities: [{ type: 'customer', value: `c${i}` }], audiences: [{ audience_id: 7, audience_name: 'Seven', action }] });
+
+  it('writes a large message slice by slice, answering it as one: every user queued in order, issues in user order', async () => {
+    const { audience, calls } = countingStore();
+    const n = SLICE_USERS * 2 + 100;
+    const users: unknown[] = Array.from({ length: n }, (_, i) => profile(i));
+    users[3] = { ...profile(3), mpid: 2 ** 60 }; // a JSON number past 2^53: rejected while parsing
+    users[SLICE_USERS + 5] = { mpid: '77', user_identities: [], audiences: [] }; // no target identity
+    users[SLICE_USERS * 2 + 1] = { ...profile(SLICE_USERS * 2 + 1), mpid: 'x' };
+    users[n - 1] = profile(0, 'delete'); // the first user again, in another slice: leaves again
+    const [out] = await forwardAudienceMessages({ store: audience, scope: 's', settings, now: Date.now }, [{ type: 'audience_membership_change_request', user_profiles: users }]);
+    if (out.kind !== 'queued') throw new Error(out.kind);
+    expect(calls.length).to.equal(3);
+    expect(Math.max(...calls)).to.be.at.most(SLICE_USERS);
+    expect(out.queued.map((q) => q.distinctId)).to.deep.equal(
+      users.map((_, i) => `c${i === n - 1 ? 0 : i}`).filter((_, i) => ![3, SLICE_USERS + 5, SLICE_USERS * 2 + 1].includes(i)));
+    expect(out.profileSets.map((p) => p.distinctId)).to.deep.equal(out.queued.map((q) => q.distinctId));
+    expect(out.issues.map((i) => i.field)).to.deep.equal([
+      'payload.user_profiles[3].mpid', `payload.user_profiles[${SLICE_USERS * 2 + 1}].mpid`, `payload.user_profiles[${SLICE_USERS + 5}]`,
+    ]);
+    expect(out.profileSets[out.profileSets.length - 1].props).to.deep.equal({ SegmentMembership: '', 'In Seven': false });
+    const s = await audience.stats('s');
+    expect(s.accepted).to.equal(n - 3);
+    expect(s.profiles).to.equal(n - 4); // c0 twice: merged in the outbox
+  });
+
+  it('groups one-user messages into slices, each with its own outcome', async () => {
+    const { audience, calls } = countingStore();
+    const payloads = Array.from({ length: SLICE_USERS + 10 }, (_, i) => ({ user: { customer_id: `p${i}` }, audiences: [{ id: 1, action: 'add' }] }));
+    payloads[4] = { user: {}, audiences: [] } as never;
+    const outs = await forwardAudienceMessages({ store: audience, scope: 's', settings, now: Date.now, keepProfileSets: false }, payloads);
+    expect(calls).to.deep.equal([SLICE_USERS - 1, 10]); // the user with no identity took a place in the first slice
+    expect(outs[4].kind).to.equal('invalid');
+    outs.forEach((o, i) => {
+      if (i === 4) return;
+      if (o.kind !== 'queued') throw new Error(o.kind);
+      expect(o.queued.map((q) => q.distinctId)).to.deep.equal([`p${i}`]);
+      expect(o.profileSets).to.deep.equal([]); // not kept unless asked (dry runs)
+    });
   });
 });
