@@ -49,6 +49,18 @@ export function toEngageUpdate(token: string, item: Pick<OutboxItem, 'distinctId
 }
 
 /**
+ * `[a,b,…]` as one flat string. A template around the join is a cons string, which the HTTP client flattens into a
+ * second copy of the whole body (~400 KB per 2000 updates, a large object on V8's heap) before encoding it.
+ */
+function jsonArray(encoded: string[]): string {
+  if (encoded.length === 0) return '[]';
+  const parts = encoded.slice();
+  parts[0] = `[${parts[0]}`;
+  parts[parts.length - 1] = `${parts[parts.length - 1]}]`;
+  return parts.join(',');
+}
+
+/**
  * Drains one scope's outbox to `/engage`: claims due profiles in batches of ≤ 2000, sends their latest desired state,
  * and settles each batch by what Mixpanel answered — ack, retry with backoff (the whole sender waits, so a rate limit
  * is not hammered by the other workers), bisect on 400/413/`status:0` so one bad profile cannot take good ones down
@@ -183,7 +195,7 @@ export class AudienceSender {
       return;
     }
     const outcome: EngageOutcome = this.o.token()
-      ? await this.o.post(`[${encoded.join(',')}]`)
+      ? await this.o.post(jsonArray(encoded))
       : { kind: 'auth', status: 0, reason: 'no Mixpanel token is configured' };
     const now = this.o.now();
     switch (outcome.kind) {
