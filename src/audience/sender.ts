@@ -72,6 +72,8 @@ export class AudienceSender {
   private wakeAt = Infinity;
   private inflight = new Set<Promise<void>>();
   private pumping = false;
+  /** The last claim found less than a full batch due: the intake is slower than the sender. */
+  private caughtUp = false;
   private closed = false;
   private paused = false;
   private blockedUntil = 0;
@@ -144,15 +146,20 @@ export class AudienceSender {
           if (next !== undefined) this.schedule(Math.max(next, now + 50));
           break;
         }
+        this.caughtUp = items.length < this.o.batchSize;
         this.pacer.reserve(items.length, now);
         this.o.events.state({ phase: 'sending' });
         const run: Promise<void> = this.sendBatch(items)
           .catch((err: unknown) => this.storeFailed(err))
           .finally(() => {
             this.inflight.delete(run);
-            if (!this.closed) void this.pump();
+            // Caught up with the intake: let the flush window fill the next batch (like Nagle's algorithm) instead of
+            // sending whatever trickled in meanwhile, which would halve the batches under a steady stream.
+            if (this.caughtUp) this.kick();
+            else if (!this.closed) void this.pump();
           });
         this.inflight.add(run);
+        if (this.caughtUp) break;
       }
     } catch (err) {
       this.storeFailed(err);

@@ -143,6 +143,21 @@ describe('mixpanel-audience-out', function () {
     expect(new Set(mp.requests.map((r) => r.updates[0].$distinct_id.toString()[0]))).to.have.members(['a', 'b']);
   });
 
+  it('under a steady trickle of messages, waits out the flush window for fuller batches instead of sending each trickle', async () => {
+    await load(mp, { flushMs: 100, concurrency: 1 });
+    // Mixpanel takes 60 ms per request, so each answer comes while new updates are already due.
+    mp.script = Array.from({ length: 40 }, () => ({ delayMs: 60 }));
+    const t0 = Date.now();
+    for (let m = 0; m < 20; m++) {
+      send(Array.from({ length: 50 }, (_, i) => user(`t${m}-${i}`, [{ id: 7, action: 'add' }])));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const elapsed = Date.now() - t0;
+    await waitFor(() => mp.profiles.size === 1000, 10000, 'every update delivered');
+    // One request per flush window at most (plus the first and the last); sent as they came, one per answer, ~10.
+    expect(mp.requests.length, `${mp.requests.length} requests in ${elapsed} ms`).to.be.at.most(Math.ceil(elapsed / 160) + 2);
+  });
+
   it('writes one update per target identity present, or only the first with targetMode first', async () => {
     await load(mp);
     const profile = {
