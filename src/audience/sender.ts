@@ -49,6 +49,15 @@ export function toEngageUpdate(token: string, item: Pick<OutboxItem, 'distinctId
 }
 
 /**
+ * `toEngageUpdate` as JSON text, the same bytes as `JSON.stringify` of it. Props the store keeps as JSON go in as
+ * they are: parsing them at the claim and encoding them again here cost about a tenth of the sending path.
+ */
+export function encodeEngageUpdate(token: string, tokenJson: string, item: OutboxItem): string {
+  if (item.propsJson === undefined) return JSON.stringify(toEngageUpdate(token, item));
+  return `{"$token":${tokenJson},"$distinct_id":${JSON.stringify(item.distinctId)},"$ip":"0","$ignore_time":true,"$set":${item.propsJson}}`;
+}
+
+/**
  * `[a,b,…]` as one flat string. A template around the join is a cons string, which the HTTP client flattens into a
  * second copy of the whole body (~400 KB per 2000 updates, a large object on V8's heap) before encoding it.
  */
@@ -179,7 +188,8 @@ export class AudienceSender {
 
   private async sendBatch(items: OutboxItem[]): Promise<void> {
     const token = this.o.token();
-    const encoded = items.map((i) => JSON.stringify(toEngageUpdate(token, i)));
+    const tokenJson = JSON.stringify(token);
+    const encoded = items.map((i) => encodeEngageUpdate(token, tokenJson, i));
     // Split by bytes first: a batch of many large profiles may exceed what one request should carry.
     let start = 0;
     let bytes = 2;

@@ -45,6 +45,11 @@ export interface QueuedVersion {
 export interface OutboxItem {
   distinctId: string;
   props: ProfileProps;
+  /**
+   * The same props as the JSON text the store keeps, when it keeps them as JSON (SQLite, Redis): the sender writes it
+   * into the request as it is, instead of parsing it here and encoding it again there.
+   */
+  propsJson?: string;
   version: number;
   /** How many accepted updates are merged into this item (for the accepted = acked + dead + pending identity). */
   count: number;

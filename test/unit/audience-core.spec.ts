@@ -4,6 +4,8 @@ import { parseAudienceInput } from '../../src/audience/parse-input';
 import { chooseTargets, userKey } from '../../src/audience/targets';
 import { backoffDelay, MIXPANEL_BACKOFF, parseRetryAfter } from '../../src/mixpanel/backoff';
 import { classifyReply } from '../../src/mixpanel/engage-client';
+import { encodeEngageUpdate, toEngageUpdate } from '../../src/audience/sender';
+import { StoredOutboxItem } from '../../src/store/stored-outbox-item';
 import { normalizeIdentityName, normalizeMpid } from '../../src/identity/names';
 
 describe('audience core', () => {
@@ -94,6 +96,19 @@ describe('audience core', () => {
       expect(chooseTargets(new Map(ids), ['customer_id', 'android_uuid', 'ios_advertising_id', 'ios_idfv'], 'each')).to.deep.equal(['C', 'V']);
       expect(chooseTargets(new Map(ids), ['ios_idfv', 'customer_id'], 'first')).to.deep.equal(['V']);
       expect(userKey(new Map(ids))).to.equal('customer_id:C');
+    });
+  });
+
+  describe('request encoding', () => {
+    it('writes stored props JSON into the update: the same bytes as encoding the parsed object', () => {
+      const props = { SegmentMembership: "'11036','11034'", 'In Ibiza "Dreamers"': true, 'In \u00e9t\u00e9 😀': false };
+      const token = 'a"b\\c';
+      const stored = new StoredOutboxItem('cust-"1"\\', JSON.stringify(props), 3, 1, 0, 0);
+      const plain = { distinctId: 'cust-"1"\\', props, version: 3, count: 1, attempts: 0, queuedAt: 0 };
+      const bytes = JSON.stringify(toEngageUpdate(token, plain));
+      expect(encodeEngageUpdate(token, JSON.stringify(token), stored)).to.equal(bytes);
+      expect(encodeEngageUpdate(token, JSON.stringify(token), plain)).to.equal(bytes);
+      expect(stored.props).to.deep.equal(props);
     });
   });
 

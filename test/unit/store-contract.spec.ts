@@ -11,6 +11,7 @@ import { openRedisStore } from '../../src/store/redis';
 import { IDENTITY_NAMES, type IdentityName } from '../../src/identity/names';
 import type { IdentityMap } from '../../src/identity/types';
 import { redisTestUrl } from '../helpers/redis';
+import { encodeEngageUpdate, toEngageUpdate } from '../../src/audience/sender';
 
 /**
  * One contract, three backends. Each backend factory opens stores on the same data: `open()` twice gives two
@@ -158,6 +159,21 @@ export function storeContract(f: BackendFactory): void {
         const [item] = await store.audience.claimDue('s', 10, T0 + 10, 1000);
         expect(item.props).to.deep.equal({ SegmentMembership: "'11','12'", 'In A11': true, 'In A12': true });
         expect(item).to.deep.include({ distinctId: 'd1', version: v2[0].version, count: 2, attempts: 0, queuedAt: T0 });
+      });
+
+      it('a claimed item encodes to exactly the update its props make, whatever the characters', async () => {
+        const odd = 'quote " backslash \\ slash / </script> tab \t NUL \u0000 é 日本 😀 \u2028';
+        const props = { SegmentMembership: "'11'", [`In ${odd}`]: true, 'In other': false, [odd]: odd, __proto__x: 'y' };
+        await store.audience.updateMemberships('s', ['u1'], () => [
+          { userKey: 'u1', membership: { audiences: [{ id: '11', name: 'x' }], targets: [odd] }, profileSets: [{ distinctId: odd, props }] },
+        ], T0);
+        const [item] = await store.audience.claimDue('s', 10, T0, 1000);
+        const token = 'tok"en\\';
+        const expected = toEngageUpdate(token, { distinctId: odd, props });
+        const text = encodeEngageUpdate(token, JSON.stringify(token), item);
+        expect(JSON.parse(text)).to.deep.equal(expected);
+        expect(Object.keys(JSON.parse(text) as object)).to.deep.equal(Object.keys(expected)); // same field order
+        expect(item.props).to.deep.equal(props);
       });
 
       it('claims due items oldest first, leases them, and gives them out again after the lease', async () => {

@@ -1,6 +1,7 @@
 import type {
   AudienceStore, DeadItem, MembershipCompute, OutboxItem, OutboxStats, ProfileProps, QueuedVersion, UserMembership,
 } from '../audience-store';
+import { StoredOutboxItem } from '../stored-outbox-item';
 import { SyncError } from '../../errors';
 import { MAX_CAS_ATTEMPTS, backoffMs, sleep, type RedisConnection } from './connection';
 
@@ -68,9 +69,7 @@ export class RedisAudienceStore implements AudienceStore {
   async claimDue(scope: string, limit: number, now: number, leaseMs: number): Promise<OutboxItem[]> {
     const B = this.base(scope);
     const rows = (await this.conn.run((c) => this.conn.script(c, 'audClaim', `${B}due`, B, now, limit, now + leaseMs))) as ClaimRow[];
-    return rows.map(([distinctId, p, v, n, a, q]) => ({
-      distinctId, props: JSON.parse(p) as ProfileProps, version: Number(v), count: Number(n), attempts: Number(a), queuedAt: Number(q),
-    }));
+    return rows.map(([distinctId, p, v, n, a, q]) => new StoredOutboxItem(distinctId, p, Number(v), Number(n), Number(a), Number(q)));
   }
 
   /**

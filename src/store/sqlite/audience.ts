@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type {
   AudienceStore, DeadItem, MembershipCompute, OutboxItem, OutboxStats, ProfileProps, QueuedVersion, UserMembership,
 } from '../audience-store';
+import { StoredOutboxItem } from '../stored-outbox-item';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS aud_users (scope TEXT NOT NULL, user_key TEXT NOT NULL, data TEXT NOT NULL,
@@ -186,9 +187,7 @@ export class SqliteAudienceStore implements AudienceStore {
         pos = [r[0], r[1]];
         if (c.leased.has(r[1])) continue;
         c.leased.set(r[1], now + leaseMs);
-        out.push({
-          distinctId: r[1], props: JSON.parse(r[6]) as ProfileProps, version: r[2], count: r[3], attempts: r[4], queuedAt: r[5],
-        });
+        out.push(new StoredOutboxItem(r[1], r[6], r[2], r[3], r[4], r[5]));
       }
       if (!upTo && rows.length) c.cursor = pos;
       if (rows.length < want) return false;
@@ -227,7 +226,7 @@ export class SqliteAudienceStore implements AudienceStore {
         const row = st.getVersion.get(scope, item.distinctId);
         if (!row) continue;
         count += item.count;
-        st.addDead.run(scope, item.distinctId, JSON.stringify(item.props), reason, now);
+        st.addDead.run(scope, item.distinctId, item.propsJson ?? JSON.stringify(item.props), reason, now);
         if (row.version === item.version) st.delOutbox.run(scope, item.distinctId);
         else st.keepNewer.run(item.count, now, now, scope, item.distinctId);
       }
