@@ -164,6 +164,12 @@ const KINDS = ['customer_id', 'email', 'ios_idfv', 'mpid'];
 function learnUser(i) {
   return { mpid: mpidOf(i), customer_id: `cust-${i}`, email: `user${i}@example.com`, ios_idfv: idfvOf(i) };
 }
+// The learn order, scattered over [0, n) (a multiplicative permutation): real MPIDs arrive in no order, and learning
+// them in key order filled the store's B-trees page by page, a best case.
+function scattered(x, n) {
+  const p = n % 7919 === 0 ? 7907 : 7919;
+  return (x * p) % n;
+}
 function resolveUser(j, space) {
   const i = (j * 7919 + 13) % space;
   const kind = KINDS[j & 3];
@@ -180,7 +186,7 @@ function idPump() {
     const count = Math.min(r.perMsg, r.n - from);
     r.next += count;
     const payload = new Array(count);
-    for (let k = 0; k < count; k++) payload[k] = r.kind === 'learn' ? learnUser(r.offset + from + k) : resolveUser(from + k, r.space);
+    for (let k = 0; k < count; k++) payload[k] = r.kind === 'learn' ? learnUser(r.offset + scattered(from + k, r.n)) : resolveUser(from + k, r.space);
     const id = ++r.seq;
     r.open.set(id, { t: performance.now(), left: count });
     r.inflight += 1;
