@@ -1,7 +1,7 @@
 'use strict';
 // Preloaded into node-red by `bench/run.js --mem-trace` (node -r): samples this process's memory every 250 ms into
-// the JSONL file named by BENCH_MEM_TRACE, so a peak RSS can be split into V8 heap, external/array buffers and the
-// native rest (SQLite page cache, malloc arenas, code). Summarise with `node bench/tools/mem-summary.js FILE`.
+// the JSONL file named by BENCH_MEM_TRACE (one JSON sample per line), so a peak RSS can be split into V8 heap,
+// external/array buffers and the native rest (SQLite page cache, malloc arenas, code).
 const fs = require('node:fs');
 const v8 = require('node:v8');
 
