@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
+import Database from 'better-sqlite3';
 import { openSqliteStore } from '../../src/store/sqlite';
+import { BackgroundCheckpointer } from '../../src/store/sqlite/checkpointer';
 import type { MembershipCompute } from '../../src/store/audience-store';
 import type { SyncStore } from '../../src/store/types';
 
@@ -70,5 +72,28 @@ describe('SQLite store file', function () {
     let seen = 0;
     await store.audience.updateMemberships('s', keys, (cur) => { seen = cur.size; return []; }, 99999);
     expect(seen).to.equal(1);
+  });
+
+  it('hands checkpoints back to SQLite when the worker fails, so the WAL still stays bounded', async () => {
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID');
+    const errors: string[] = [];
+    // The worker cannot open this file, as when the disk or the driver fails it.
+    const ck = new BackgroundCheckpointer(db, path.join(dir, 'missing', 'nowhere.db'), { onError: (m) => errors.push(m) });
+    try {
+      for (let i = 0; i < 100 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(errors).to.have.length(1);
+      const put = db.prepare('INSERT OR REPLACE INTO t VALUES (?, ?)');
+      for (let i = 0; i < 60; i++) {
+        db.transaction(() => { for (let k = 0; k < 1000; k++) put.run(`k${((i * 1000 + k) * 2654435761) >>> 0}`, 'x'.repeat(100)); })();
+      }
+      // 60,000 scattered rows: without any checkpoint the WAL would hold every page written, about 100 MB.
+      expect(fs.statSync(`${file}-wal`).size).to.be.below(40 * 1024 * 1024);
+    } finally {
+      await ck.close();
+      db.close();
+    }
   });
 });

@@ -66,6 +66,7 @@ export class BackgroundCheckpointer {
   private readonly restartFrames: number;
   private readonly maxFrames: number;
   private closing: Promise<void> | undefined;
+  private fellBack = false;
 
   constructor(private readonly db: Database.Database, file: string, opts: CheckpointerOptions = {}) {
     this.restartFrames = opts.restartFrames ?? 4000;
@@ -79,10 +80,24 @@ export class BackgroundCheckpointer {
       stderr: false,
     });
     this.worker.unref();
-    this.worker.on('message', (m: { error?: string }) => { if (m.error) opts.onError?.(m.error); });
-    this.worker.on('error', (err) => opts.onError?.(err.message));
+    this.worker.on('message', (m: { error?: string }) => { if (m.error) this.fallBack(m.error, opts.onError); });
+    this.worker.on('error', (err) => this.fallBack(err.message, opts.onError));
+    this.worker.on('exit', () => this.fallBack('the checkpoint worker stopped', opts.onError));
     this.timer = setInterval(() => this.maybeRestart(), 50);
     this.timer.unref();
+  }
+
+  /**
+   * The worker failed (or stopped without being asked): hand checkpoints back to SQLite's automatic checkpoint in the
+   * writing call, as before this class existed, so the WAL never grows without bound.
+   */
+  private fallBack(reason: string, onError: ((message: string) => void) | undefined): void {
+    if (this.closing || this.fellBack) return;
+    this.fellBack = true;
+    clearInterval(this.timer);
+    if (this.db.open) this.db.pragma('wal_autocheckpoint = 4000');
+    void this.worker.terminate();
+    onError?.(reason);
   }
 
   /** How far the WAL is, as the worker last saw it. */
@@ -92,7 +107,7 @@ export class BackgroundCheckpointer {
 
   /** Between transactions: let the WAL start over if it is long and (nearly) all copied back, or far too long. */
   maybeRestart(): void {
-    if (this.closing || !this.db.open) return;
+    if (this.closing || this.fellBack || !this.db.open) return;
     const { log, copied } = this.walFrames;
     if ((log >= this.restartFrames && log - copied <= this.restartFrames / 4) || log >= this.maxFrames) {
       try {
@@ -110,6 +125,7 @@ export class BackgroundCheckpointer {
 
   /** Stops the worker after its current checkpoint; resolves once its connection is closed. */
   close(): Promise<void> {
+    if (this.fellBack) this.closing ??= Promise.resolve(); // the worker is gone already
     this.closing ??= new Promise<void>((resolve) => {
       clearInterval(this.timer);
       const done = (): void => {
