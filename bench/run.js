@@ -406,7 +406,9 @@ async function benchBurst(sink) {
 
 // ---- mixpanel-cohort-in: a Mixpanel `members` export POSTed to the node's own route ------------------------------------
 const COHORT = { projectId: '2195193', cohortId: '5471208', name: 'Bench cohort', user: 'mixpanel', password: 'bench-secret' };
-const mpidOf = (i) => `7${String(i).padStart(18, '0')}`; // as lib/red-driver.js: a decimal string in signed-64-bit range
+const { memberDigits } = require('./lib/records');
+// As lib/red-driver.js decodes it: a decimal string in signed-64-bit range, the member's digits scattered.
+const cohortMpid = (i) => `7${'0'.repeat(11)}${memberDigits(i)}`;
 
 function cohortFlow() {
   const tab = 'benchtab000002';
@@ -436,7 +438,8 @@ function cohortPageBody(session, page, totalPages, n, recurring) {
   const members = [];
   for (let p = (page - 1) * COHORT_PAGE, end = Math.min(n, page * COHORT_PAGE); p < end; p++) {
     const i = cohortMemberId(p, n, recurring);
-    members.push(`{"email":"user${i}@example.com","mixpanel_distinct_id":"mp-${i}","first_name":"First${i}","last_name":"Last","phone_number":"","$mparticle_user_id":"${mpidOf(i)}"}`);
+    const d = memberDigits(i);
+    members.push(`{"email":"user${d}@example.com","mixpanel_distinct_id":"mp-${d}","first_name":"First${i}","last_name":"Last","phone_number":"","$mparticle_user_id":"${cohortMpid(i)}"}`);
   }
   return `{"action":"members","parameters":{"mixpanel_project_id":"${COHORT.projectId}","mixpanel_cohort_id":"${COHORT.cohortId}",`
     + `"mixpanel_cohort_name":"${COHORT.name}","mixpanel_cohort_description":"bench","mixpanel_session_id":"${session}",`

@@ -39,4 +39,17 @@ function plainChange(i) {
   return { user: { customer_id: `cust-${scatter(i)}` }, audiences: AUDIENCES.map((a) => ({ id: a.id, name: a.name, action: 'add' })) };
 }
 
-module.exports = { PROPS, AUDIENCES, scatter, record, firehoseRequest, plainChange };
+/**
+ * A cohort member's number as it appears in its IDs, and back: the 7 decimal digits of i reversed (its own inverse),
+ * so the members of one page land all over the store's keys, as real MPIDs and distinct IDs do.
+ */
+const reversed7 = (x) => String(x).padStart(7, '0').split('').reverse().join('');
+function memberDigits(i) {
+  if (i >= 1e7) throw new Error(`member ${i} is beyond the scattered range`);
+  return reversed7(i);
+}
+function memberIndex(digits) {
+  return /^\d{7}$/.test(digits) ? Number(reversed7(digits)) : NaN;
+}
+
+module.exports = { PROPS, AUDIENCES, scatter, record, firehoseRequest, plainChange, memberDigits, memberIndex };

@@ -11,7 +11,7 @@
 const fs = require('node:fs');
 const http = require('node:http');
 const { performance } = require('node:perf_hooks');
-const { firehoseRequest, plainChange } = require('./records');
+const { firehoseRequest, plainChange, memberIndex } = require('./records');
 
 let gen = null;
 let run = null;
@@ -282,7 +282,7 @@ function idStatus() {
 }
 
 // ---- mixpanel-cohort-in: what comes out of the node ------------------------------------------------------------------
-// Members are i = 0 … n-1 (MPID mpidOf(i)); a recurring export replaces members with p % mod === rem by new members
+// Members are i = 0 … n-1 (MPID `7` + 11 zeros + memberDigits(i), scattered); a recurring export replaces members with p % mod === rem by new members
 // n + ⌊p / mod⌋. Output 1 messages are counted member by member in bitmaps (true and false apart), so duplicates,
 // losses and unexpected members all show. Output 2 (unmatched) is only counted.
 function cohortReset(cfg) {
@@ -311,7 +311,7 @@ function cohortOutput(msg, port) {
   const batches = Array.isArray(msg.payload) ? msg.payload : [msg.payload];
   for (const b of batches) {
     const v = b && b.user_attributes ? b.user_attributes[c.attribute] : undefined;
-    const i = b && typeof b.mpid === 'string' && b.mpid.length === 19 ? Number(b.mpid.slice(1)) : NaN;
+    const i = b && typeof b.mpid === 'string' && b.mpid.length === 19 ? memberIndex(b.mpid.slice(12)) : NaN;
     if (v !== value || !(i >= 0 && i < c.seenTrue.length) || b.environment !== 'production') {
       c.badBatches += 1;
       if (c.badSamples.length < 3) c.badSamples.push(JSON.stringify(b).slice(0, 300));
