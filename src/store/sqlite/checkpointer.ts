@@ -19,7 +19,7 @@ function tick() {
     parentPort.postMessage({ closed: true });
     return;
   }
-  let wait = workerData.idleMs;
+  let wait = workerData.idleMs; // nothing to copy: look again now and then, not ten times a second on an idle Pi
   try {
     db ??= new Database(workerData.file, { fileMustExist: true });
     const r = db.pragma('wal_checkpoint(PASSIVE)')[0];
@@ -27,6 +27,7 @@ function tick() {
     Atomics.store(state, 1, r.checkpointed);
     if (r.log - r.checkpointed >= 256) wait = 0; // more came in meanwhile: copy it now
     else if (r.log > r.checkpointed) wait = 25;
+    else if (r.log > 0) wait = 100; // just copied everything: writes are likely still coming
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message || err) });
     wait = 1000;
@@ -73,7 +74,7 @@ export class BackgroundCheckpointer {
     this.maxFrames = opts.maxFrames ?? 64000;
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver: require.resolve('better-sqlite3'), file, state: this.state.buffer, idleMs: 100 },
+      workerData: { driver: require.resolve('better-sqlite3'), file, state: this.state.buffer, idleMs: 1000 },
       // The worker has no use for the runtime's flags (e.g. --cpu-prof); it is a plain SQLite connection.
       execArgv: [],
       stdout: false,
@@ -100,15 +101,12 @@ export class BackgroundCheckpointer {
     onError?.(reason);
   }
 
-  /** How far the WAL is, as the worker last saw it. */
-  get walFrames(): { log: number; copied: number } {
-    return { log: Atomics.load(this.state, 0), copied: Atomics.load(this.state, 1) };
-  }
-
   /** Between transactions: let the WAL start over if it is long and (nearly) all copied back, or far too long. */
-  maybeRestart(): void {
+  private maybeRestart(): void {
     if (this.closing || this.fellBack || !this.db.open) return;
-    const { log, copied } = this.walFrames;
+    // How far the WAL is, as the worker last saw it.
+    const log = Atomics.load(this.state, 0);
+    const copied = Atomics.load(this.state, 1);
     if ((log >= this.restartFrames && log - copied <= this.restartFrames / 4) || log >= this.maxFrames) {
       try {
         const [r] = this.db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
