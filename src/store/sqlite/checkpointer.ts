@@ -12,14 +12,23 @@ const Database = require(workerData.driver);
 const state = new Int32Array(workerData.state); // [frames in the WAL, frames copied back]
 let db;
 let stopping = false;
-parentPort.on('message', (m) => { if (m === 'stop') stopping = true; });
+let next;
+parentPort.on('message', (m) => {
+  if (m !== 'stop') return;
+  stopping = true;
+  clearTimeout(next); // close now, not after the idle wait: a redeploy waits for this
+  tick();
+});
 function tick() {
   if (stopping) {
     try { db?.close(); } catch {}
     parentPort.postMessage({ closed: true });
     return;
   }
-  let wait = workerData.idleMs; // nothing to copy: look again now and then, not ten times a second on an idle Pi
+  // Nothing to copy: look again soon. The main thread's bounds (restart, maxFrames) only know what the worker last
+  // published, so a long idle wait would let a burst after a quiet spell grow the WAL unseen (measured: 1 s let a
+  // 2-second burst reach 146 MB).
+  let wait = workerData.idleMs;
   try {
     db ??= new Database(workerData.file, { fileMustExist: true });
     const r = db.pragma('wal_checkpoint(PASSIVE)')[0];
@@ -27,12 +36,11 @@ function tick() {
     Atomics.store(state, 1, r.checkpointed);
     if (r.log - r.checkpointed >= 256) wait = 0; // more came in meanwhile: copy it now
     else if (r.log > r.checkpointed) wait = 25;
-    else if (r.log > 0) wait = 100; // just copied everything: writes are likely still coming
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message || err) });
     wait = 1000;
   }
-  setTimeout(tick, wait);
+  next = setTimeout(tick, wait);
 }
 tick();
 `;
@@ -74,7 +82,7 @@ export class BackgroundCheckpointer {
     this.maxFrames = opts.maxFrames ?? 64000;
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver: require.resolve('better-sqlite3'), file, state: this.state.buffer, idleMs: 1000 },
+      workerData: { driver: require.resolve('better-sqlite3'), file, state: this.state.buffer, idleMs: 100 },
       // The worker has no use for the runtime's flags (e.g. --cpu-prof); it is a plain SQLite connection.
       execArgv: [],
       stdout: false,
