@@ -1,12 +1,11 @@
 import type Database from 'better-sqlite3';
 import type {
-  AudienceStore, DeadItem, MembershipCompute, OutboxItem, OutboxStats, ProfileProps, QueuedVersion, UserMembership,
+  AudienceStore, DeadItem, MembershipCompute, OutboxItem, OutboxStats, ProfileProps, QueuedVersion,
 } from '../audience-store';
 import { StoredOutboxItem } from '../stored-outbox-item';
+import { MembershipTable, type MembershipTableOptions } from './memberships';
 
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS aud_users (scope TEXT NOT NULL, user_key TEXT NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (scope, user_key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aud_outbox (scope TEXT NOT NULL, due_at INTEGER NOT NULL, distinct_id TEXT NOT NULL,
   props TEXT NOT NULL, version INTEGER NOT NULL, count INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   queued_at INTEGER NOT NULL, PRIMARY KEY (scope, due_at, distinct_id)) WITHOUT ROWID;
@@ -46,26 +45,24 @@ function claimSql(bound: string): string {
  * unique (scope, distinct_id) index serves the merge and the ack. A file made with the earlier layout keeps working
  * (same columns; the unique index is added), only without the clustering.
  *
- * Built for throughput (a 1000-user message is one transaction of about two B-tree writes per user): the users of a
- * message are read in one statement; there is no audience index (membersOfAudience, needed only when a subscription
- * is removed, scans instead); and claims are leased in memory, not written back — a SQLite file is used by one
- * process, so after a crash nothing is leased anyway, and the hot path saves an index rewrite per update.
+ * Built for throughput (a 1000-user message is one transaction): users' audience sets are appended to a log and
+ * folded into their table in key order later (MembershipTable); there is no audience index (membersOfAudience, needed
+ * only when a subscription is removed, scans instead); and claims are leased in memory, not written back — a SQLite
+ * file is used by one process, so after a crash nothing is leased anyway, and the hot path saves an index rewrite per
+ * update.
  */
 export class SqliteAudienceStore implements AudienceStore {
   private readonly st;
   /** scope → claims in flight in this process. */
   private readonly claims = new Map<string, Claims>();
 
-  constructor(private readonly db: Database.Database) {
+  /** Each user's audience set (its own file: laid out for random user IDs). */
+  private readonly members: MembershipTable;
+
+  constructor(private readonly db: Database.Database, opts: MembershipTableOptions = {}) {
     db.exec(SCHEMA);
+    this.members = new MembershipTable(db, opts);
     this.st = {
-      getUsers: db.prepare<[string, string], { user_key: string; data: string }>(
-        'SELECT user_key, data FROM aud_users WHERE scope = ? AND user_key IN (SELECT value FROM json_each(?))'),
-      putUser: db.prepare('INSERT OR REPLACE INTO aud_users (scope, user_key, data) VALUES (?, ?, ?)'),
-      delUser: db.prepare('DELETE FROM aud_users WHERE scope = ? AND user_key = ?'),
-      // instr() is only a cheap pre-filter; the JSON is checked in code.
-      scanUsers: db.prepare<[string, string, string, number], { user_key: string; data: string }>(
-        'SELECT user_key, data FROM aud_users WHERE scope = ? AND user_key > ? AND instr(data, ?) > 0 ORDER BY user_key LIMIT ?'),
       counters: db.prepare<[string], { accepted: number; acked: number; dead: number; next_version: number }>(
         'SELECT accepted, acked, dead, next_version FROM aud_counters WHERE scope = ?'),
       initCounters: db.prepare('INSERT OR IGNORE INTO aud_counters (scope) VALUES (?)'),
@@ -117,16 +114,14 @@ export class SqliteAudienceStore implements AudienceStore {
 
   async updateMemberships(scope: string, userKeys: string[], compute: MembershipCompute, now: number): Promise<QueuedVersion[]> {
     const st = this.st;
-    return this.db.transaction(() => {
-      const current = new Map<string, UserMembership>();
-      for (const row of st.getUsers.all(scope, JSON.stringify(userKeys))) current.set(row.user_key, JSON.parse(row.data) as UserMembership);
-      const writes = compute(current);
+    return this.members.transaction(() => {
+      const writes = compute(this.members.read(scope, userKeys));
       st.initCounters.run(scope);
       let version = st.counters.get(scope)!.next_version;
       const versions: QueuedVersion[] = [];
       for (const w of writes) {
-        if (w.membership.audiences.length === 0 && w.membership.targets.length === 0) st.delUser.run(scope, w.userKey);
-        else st.putUser.run(scope, w.userKey, JSON.stringify(w.membership));
+        const forget = w.membership.audiences.length === 0 && w.membership.targets.length === 0;
+        this.members.write(scope, w.userKey, forget ? null : w.membership);
         for (const set of w.profileSets) {
           st.upsertOutbox.run(scope, set.distinctId, JSON.stringify(set.props), version, now, now);
           versions.push({ distinctId: set.distinctId, version });
@@ -134,24 +129,13 @@ export class SqliteAudienceStore implements AudienceStore {
         }
       }
       st.bumpAccepted.run(versions.length, version, scope);
+      this.members.fold(Math.max(32, 2 * writes.length));
       return versions;
-    }).immediate();
+    });
   }
 
   async membersOfAudience(scope: string, audienceId: string, afterKey: string | undefined, limit: number): Promise<string[]> {
-    const needle = JSON.stringify({ id: audienceId }).slice(1, -1); // `"id":"11034"`
-    const keys: string[] = [];
-    let after = afterKey ?? '';
-    while (keys.length < limit) {
-      const rows = this.st.scanUsers.all(scope, after, needle, limit);
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        const m = JSON.parse(r.data) as UserMembership;
-        if (m.audiences.some((a) => a.id === audienceId) && keys.length < limit) keys.push(r.user_key);
-      }
-      after = rows[rows.length - 1].user_key;
-    }
-    return keys;
+    return this.members.membersOf(scope, audienceId, afterKey, limit);
   }
 
   async claimDue(scope: string, limit: number, now: number, leaseMs: number): Promise<OutboxItem[]> {

@@ -7,6 +7,7 @@ import { SqliteAudienceStore } from './audience';
 import { BackgroundCheckpointer } from './checkpointer';
 import { SqliteCohortStore } from './cohorts';
 import { SqliteIdentityStore } from './identities';
+import type { MembershipTableOptions } from './memberships';
 
 /**
  * Holds `<file>-owner`, a tiny SQLite file locked exclusively for as long as this process has the store open: a second
@@ -37,7 +38,7 @@ function takeOwnership(file: string): Database.Database {
  * Checkpoints run in a worker thread (`BackgroundCheckpointer`), not in the writing call: their fsync used to stall
  * the event loop for as long as the disk took.
  */
-export function openSqliteStore(file: string): SyncStore {
+export function openSqliteStore(file: string, opts: MembershipTableOptions = {}): SyncStore {
   let db: Database.Database | undefined;
   let owner: Database.Database | undefined;
   try {
@@ -69,7 +70,7 @@ export function openSqliteStore(file: string): SyncStore {
   const checkpointer = new BackgroundCheckpointer(open, file);
   return {
     backend: 'sqlite',
-    audience: new SqliteAudienceStore(open),
+    audience: new SqliteAudienceStore(open, opts),
     cohorts: new SqliteCohortStore(open),
     identities: new SqliteIdentityStore(open),
     async ping() {
