@@ -10,7 +10,10 @@ const { openSqliteStore } = require('../../dist/src/store/sqlite');
 
 const P = Number(process.argv[2] || 200);
 const N = P * 1000;
-const ref = (i) => ({ distinctId: `mp-${i}`, mpid: `7${String(i).padStart(18, '0')}`, email: `user${i}@example.com` });
+const { memberDigits } = require('../lib/records');
+
+// Member IDs scattered as in the benchmark (digits reversed): real distinct IDs and MPIDs come in no order.
+const ref = (i) => ({ distinctId: `mp-${memberDigits(i)}`, mpid: `7${memberDigits(i).padStart(18, '0')}`, email: `user${i}@example.com` });
 const memberAt = (p, recurring) => ref(recurring && p % 50 === 7 ? N + Math.floor(p / 50) : p);
 const hr = () => process.hrtime.bigint();
 

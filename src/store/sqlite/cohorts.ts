@@ -6,7 +6,11 @@ CREATE TABLE IF NOT EXISTS coh_cohorts (cohort TEXT PRIMARY KEY, gen INTEGER NOT
   done_gen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS coh_members (cohort TEXT NOT NULL, distinct_id TEXT NOT NULL, mpid TEXT, email TEXT,
   seen_gen INTEGER NOT NULL, PRIMARY KEY (cohort, distinct_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS coh_members_gen ON coh_members (cohort, seen_gen);
+-- There was an index on (cohort, seen_gen) for the sweep. Each member seen by an export moved in it: two random
+-- B-tree page writes per member on top of the row's own, which with real (scattered) distinct IDs set the speed of a
+-- whole export (9.4k members/s). The sweep now scans the cohort's rows once per completed export instead (~0.1 s per
+-- 300k members), and files made with the index lose it at open.
+DROP INDEX IF EXISTS coh_members_gen;
 CREATE TABLE IF NOT EXISTS coh_sessions (cohort TEXT NOT NULL, session TEXT NOT NULL, gen INTEGER NOT NULL,
   total INTEGER NOT NULL, received INTEGER NOT NULL, complete INTEGER NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (cohort, session)) WITHOUT ROWID;
@@ -58,6 +62,7 @@ export class SqliteCohortStore implements CohortStore {
       refreshMember: db.prepare(`UPDATE coh_members SET mpid = ?, email = ?, seen_gen = MAX(seen_gen, ?)
         WHERE cohort = ? AND distinct_id = ?`),
       deleteMember: db.prepare('DELETE FROM coh_members WHERE cohort = ? AND distinct_id = ?'),
+      // One scan of the cohort's rows, once per completed export (no index on seen_gen, see SCHEMA).
       sweep: db.prepare<[string, number], MemberRow>(
         'DELETE FROM coh_members WHERE cohort = ? AND seen_gen < ? RETURNING distinct_id, mpid, email'),
       expireSessions: db.prepare('DELETE FROM coh_sessions WHERE created_at < ?'),
