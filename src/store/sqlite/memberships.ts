@@ -178,6 +178,7 @@ export class MembershipTable {
     const scopeId = this.scopeIds.get(scope);
     if (scopeId === undefined) return [];
     // Rare (an audience subscription removed), so the simple way: everything into aud_members, then one ordered scan.
+    // Synchronous on purpose (about a second for a full round): with writes in between it could chase them forever.
     while (this.recentCount > 0 || this.round) this.transaction(() => this.fold(20_000, true));
     const wanted = new Set<number>();
     for (const [ref, a] of this.refs) if (a.scopeId === scopeId && a.id === audienceId) wanted.add(ref);
