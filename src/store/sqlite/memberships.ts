@@ -167,10 +167,20 @@ export class MembershipTable {
     this.st.dropLog.run(round.lastSeq);
     for (let i = 0; i < round.keys.length; i++) {
       const users = this.recent.get(round.scopeIds[i])!;
-      if (users.get(round.keys[i]) === round.written[i]) this.deleteRecent(users, round.keys[i], round.written[i]);
+      if (users.get(round.keys[i]) === round.written[i] && users.delete(round.keys[i])) this.recentCount -= 1;
     }
     this.round = undefined;
-    this.undo.push(() => { this.round = round; });
+    // One undo for the whole round (not one per user): every round user now absent from memory was removed here.
+    this.undo.push(() => {
+      for (let i = 0; i < round.keys.length; i++) {
+        const users = this.recent.get(round.scopeIds[i])!;
+        if (!users.has(round.keys[i])) {
+          users.set(round.keys[i], round.written[i]);
+          this.recentCount += 1;
+        }
+      }
+      this.round = round;
+    });
   }
 
   /** Keys of the scope's users in an audience, sorted, after `afterKey`, at most `limit` (folds everything first). */
@@ -195,7 +205,7 @@ export class MembershipTable {
     return keys;
   }
 
-  /** Users waiting in memory for a fold (for tests and the benchmark's curiosity). */
+  /** Users waiting in memory for a fold (for tests). */
   get waiting(): number {
     return this.recentCount;
   }
@@ -211,12 +221,6 @@ export class MembershipTable {
       if (before !== undefined) users.set(key, before);
       else if (users.delete(key)) this.recentCount -= 1;
     });
-  }
-
-  private deleteRecent(users: Map<string, Stored>, key: string, data: Stored): void {
-    if (!users.delete(key)) return;
-    this.recentCount -= 1;
-    this.undo.push(() => { users.set(key, data); this.recentCount += 1; });
   }
 
   private scopeId(scope: string): number {
