@@ -56,7 +56,7 @@ export class MembershipTable {
   private readonly scopeIds = new Map<string, number>();
   private readonly refs = new Map<number, AudienceRef & { scopeId: number }>();
   private readonly refOfPair = new Map<string, number>();
-  /** scope ID → user key → latest state not yet folded (plain strings: ~120 bytes a user). */
+  /** scope ID → user key → latest state not yet folded (plain strings; measured ~230 bytes of heap a user). */
   private readonly recent = new Map<number, Map<string, Stored>>();
   private recentCount = 0;
   private round: FoldRound | undefined;
@@ -291,7 +291,8 @@ export class MembershipTable {
             m = JSON.parse(data) as UserMembership;
           } catch { /* a row that is not JSON held nothing usable: dropped */ }
           if (m && Array.isArray(m.audiences) && Array.isArray(m.targets)) {
-            this.st.put.run(this.scopeId(scope), key, this.encode(this.scopeId(scope), m));
+            const scopeId = this.scopeId(scope);
+            this.st.put.run(scopeId, key, this.encode(scopeId, m));
           }
           delOld.run(scope, key);
         }
