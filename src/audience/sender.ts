@@ -83,6 +83,13 @@ export class AudienceSender {
   private pumping = false;
   /** The last claim found less than a full batch due: the intake is slower than the sender. */
   private caughtUp = false;
+  /**
+   * A partial batch claimed before its oldest update had waited out the flush window: kept (leased) until then and
+   * topped up by the next claim, so a steady stream goes out in full batches instead of one short batch per wake-up.
+   */
+  private held: OutboxItem[] = [];
+  /** When the held items were first claimed: their leases run from then. */
+  private heldSince = 0;
   private closed = false;
   private paused = false;
   private blockedUntil = 0;
@@ -124,6 +131,17 @@ export class AudienceSender {
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.timer = undefined;
     await Promise.allSettled([...this.inflight]);
+    await this.releaseHeld(this.o.now()).catch(() => undefined); // the lease would free them too; this is sooner
+  }
+
+  /**
+   * Hands held items back to the store, due at `dueAt`, counted as an attempt like any claimed batch that could not be
+   * sent (a closing or blocked sender does the same with the batches it had claimed).
+   */
+  private async releaseHeld(dueAt: number): Promise<void> {
+    const held = this.held;
+    this.held = [];
+    if (held.length) await this.o.store.retryLater(this.o.scope, held, dueAt);
   }
 
   private schedule(at: number): void {
@@ -149,13 +167,30 @@ export class AudienceSender {
           this.schedule(allowedAt);
           break;
         }
-        const items = await store.claimDue(scope, this.o.batchSize, now, this.o.leaseMs);
+        const held = this.held;
+        const claimedAt = held.length ? this.heldSince : now;
+        this.held = [];
+        const fresh = await store.claimDue(scope, this.o.batchSize - held.length, now, this.o.leaseMs);
+        const items = held.length ? held.concat(fresh) : fresh;
         if (items.length === 0) {
           const next = await store.nextDueAt(scope);
           if (next !== undefined) this.schedule(Math.max(next, now + 50));
           break;
         }
         this.caughtUp = items.length < this.o.batchSize;
+        if (this.caughtUp) {
+          // Send a short batch only once its oldest update has waited the flush window; until then later updates may
+          // still fill it. The hold ends well inside the first lease, so no other claim can take these items meanwhile.
+          let oldest = Infinity;
+          for (const i of items) if (i.queuedAt < oldest) oldest = i.queuedAt;
+          const sendAt = Math.min(oldest + this.o.flushMs, claimedAt + this.o.leaseMs / 2);
+          if (now < sendAt && !this.closed) {
+            this.held = items;
+            this.heldSince = claimedAt;
+            this.schedule(sendAt);
+            break;
+          }
+        }
         this.pacer.reserve(items.length, now);
         this.o.events.state({ phase: 'sending' });
         const run: Promise<void> = this.sendBatch(items)
@@ -237,6 +272,7 @@ export class AudienceSender {
       case 'auth':
         this.paused = true;
         await store.retryLater(scope, items, now);
+        await this.releaseHeld(now);
         this.o.events.state({ phase: 'paused', reason: outcome.reason });
         this.resumeLater();
         return;
@@ -254,6 +290,7 @@ export class AudienceSender {
           this.failures += 1;
           this.blockedUntil = Math.max(this.blockedUntil, now + delay);
           retryAt = this.blockedUntil;
+          await this.releaseHeld(retryAt); // a backoff can outlast their lease
         }
         const expired = items.filter((i) => now - i.queuedAt >= this.o.retryWindowMs && i.attempts + 1 >= this.o.minAttempts);
         const keep = items.filter((i) => !expired.includes(i));

@@ -158,6 +158,21 @@ describe('mixpanel-audience-out', function () {
     expect(mp.requests.length, `${mp.requests.length} requests in ${elapsed} ms`).to.be.at.most(Math.ceil(elapsed / 160) + 2);
   });
 
+  it('under a steady stream, sends full batches: a short batch waits out the flush window and is topped up', async () => {
+    await load(mp, { flushMs: 400, batchSize: 100, concurrency: 2 });
+    mp.script = Array.from({ length: 100 }, () => ({ delayMs: 20 }));
+    // 1,000 updates a second for 1.2 s: each wake-up finds a few full batches and the start of the next one.
+    for (let m = 0; m < 48; m++) {
+      send(Array.from({ length: 25 }, (_, i) => user(`s${m}-${i}`, [{ id: 7, action: 'add' }])));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await waitFor(() => mp.profiles.size === 1200, 10000, 'every update delivered');
+    const sizes = mp.requests.map((r) => r.updates.length);
+    // Only the end of the stream may go out short (its last update has nothing left to wait for).
+    expect(sizes.slice(0, -1).filter((n) => n < 100), `batch sizes ${sizes.join(' ')}`).to.deep.equal([]);
+    expect(sizes.reduce((a, b) => a + b, 0)).to.equal(1200);
+  });
+
   it('writes one update per target identity present, or only the first with targetMode first', async () => {
     await load(mp);
     const profile = {

@@ -4,7 +4,10 @@ import { parseAudienceInput } from '../../src/audience/parse-input';
 import { chooseTargets, userKey } from '../../src/audience/targets';
 import { backoffDelay, MIXPANEL_BACKOFF, parseRetryAfter } from '../../src/mixpanel/backoff';
 import { classifyReply } from '../../src/mixpanel/engage-client';
-import { encodeEngageUpdate, toEngageUpdate } from '../../src/audience/sender';
+import { forwardAudienceMessage } from '../../src/audience/forwarder';
+import { AudienceSender, encodeEngageUpdate, toEngageUpdate } from '../../src/audience/sender';
+import { AudienceOutSettings } from '../../src/schemas/settings';
+import { openMemoryStore } from '../../src/store/memory';
 import { StoredOutboxItem } from '../../src/store/stored-outbox-item';
 import { normalizeIdentityName, normalizeMpid } from '../../src/identity/names';
 
@@ -109,6 +112,28 @@ describe('audience core', () => {
       expect(encodeEngageUpdate(token, JSON.stringify(token), stored)).to.equal(bytes);
       expect(encodeEngageUpdate(token, JSON.stringify(token), plain)).to.equal(bytes);
       expect(stored.props).to.deep.equal(props);
+    });
+  });
+
+  describe('sender', () => {
+    it('hands a short batch it is holding for the flush window back to the store when it closes', async () => {
+      const { audience } = openMemoryStore();
+      const posted: string[] = [];
+      const sender = new AudienceSender({
+        store: audience, scope: 's', token: () => 't', post: async (body) => { posted.push(body); return { kind: 'ok' }; },
+        batchSize: 2000, flushMs: 60000, concurrency: 2, retryWindowMs: 3600000, authRetryMs: 1000,
+        backoff: { baseMs: 20, maxMs: 50, jitterMinMs: 0, jitterMaxMs: 1, retryAfterCapMs: 100 },
+        events: { acked() {}, dead() {}, state() {} },
+      });
+      await forwardAudienceMessage({ store: audience, scope: 's', settings: AudienceOutSettings.parse({}), now: Date.now },
+        [{ user: { customer_id: 'c1' }, audiences: [{ id: 1, action: 'add' }] }]);
+      await sender.start(); // claims the one update at once and holds it: it has not waited out the flush window
+      await new Promise((r) => setTimeout(r, 30));
+      expect(await audience.claimDue('s', 10, Date.now(), 1000), 'held, so leased').to.deep.equal([]);
+      await sender.close();
+      expect(posted).to.deep.equal([]);
+      // Not left leased behind a closed sender (a shared Redis store would only free it when the lease ran out).
+      expect((await audience.claimDue('s', 10, Date.now(), 1000)).map((i) => i.distinctId)).to.deep.equal(['c1']);
     });
   });
 
