@@ -33,3 +33,38 @@ if (file) {
   }, 250);
   timer.unref();
 }
+
+// BENCH_ALLOC_SAMPLE=<seconds>: also sample allocations for that long (V8's sampling heap profiler, keeping the
+// objects a major GC collected but not those the young generation collected: what was promoted and then became
+// garbage, which is what lifts the peak between major GCs). Top allocation sites go to <trace>.alloc.txt.
+// With BENCH_ALLOC_LIVE=1, only what is still alive when sampling stops: what the live heap is made of.
+const allocSec = Number(process.env.BENCH_ALLOC_SAMPLE || 0);
+if (file && allocSec > 0) {
+  const inspector = require('node:inspector');
+  const session = new inspector.Session();
+  session.connect();
+  session.post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: !process.env.BENCH_ALLOC_LIVE }, (err) => {
+    if (err) fs.writeFileSync(`${file}.alloc.txt`, `startSampling failed: ${err.message}\n`);
+  });
+  setTimeout(() => {
+    session.post('HeapProfiler.stopSampling', (err, res) => {
+      if (err) return fs.writeFileSync(`${file}.alloc.txt`, `stopSampling failed: ${err.message}\n`);
+      const self = new Map();
+      const walk = (n, stack) => {
+        const f = n.callFrame;
+        const here = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\//, '')}:${f.lineNumber + 1}`;
+        const size = n.selfSize;
+        if (size) {
+          const key = `${here}  <  ${stack.slice(-2).reverse().join('  <  ')}`;
+          self.set(key, (self.get(key) || 0) + size);
+        }
+        for (const c of n.children) walk(c, stack.concat(here));
+      };
+      walk(res.profile.head, []);
+      const total = [...self.values()].reduce((a, b) => a + b, 0);
+      const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 60);
+      fs.writeFileSync(`${file}.alloc.txt`, `sampled ${allocSec} s, ${(total / 1048576).toFixed(1)} MB surviving a scavenge\n`
+        + rows.map(([k, v]) => `${(v / 1048576).toFixed(1).padStart(7)} MB ${(100 * v / total).toFixed(1).padStart(5)} %  ${k}`).join('\n') + '\n');
+    });
+  }, allocSec * 1000).unref();
+}
