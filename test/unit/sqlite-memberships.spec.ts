@@ -4,6 +4,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
 import { openSqliteStore } from '../../src/store/sqlite';
+import { MembershipTable } from '../../src/store/sqlite/memberships';
 import type { MembershipCompute, UserMembership } from '../../src/store/audience-store';
 import type { SyncStore } from '../../src/store/types';
 
@@ -75,6 +76,10 @@ describe('SQLite audience sets: log, fold and restart', function () {
         if (m && (m.audiences.length || m.targets.length)) model.get(scope)!.set(key, m);
         else model.get(scope)!.delete(key);
       }
+      // Read some users back at once: mid-round, users are in memory (new or being folded), the table, or both.
+      const sample = Array.from({ length: 12 }, () => keys[Math.floor(next() * keys.length)]);
+      const seen = await readAll(store, scope, sample);
+      for (const key of sample) expect(seen.get(key), `step ${step}: ${scope} ${key}`).to.deep.equal(model.get(scope)!.get(key));
       if (step % 13 === 12) { // a restart, often in the middle of a fold round
         await store.close();
         store = openSqliteStore(file, { foldAt: 60 });
@@ -142,6 +147,46 @@ describe('SQLite audience sets: log, fold and restart', function () {
     await store.close();
     store = openSqliteStore(file, { foldAt: 2 });
     expect([...await readAll(store, 's', ['u1', 'u2'])]).to.deep.equal([['u1', before.get('u1')], ['u2', after.get('u2')]]);
+  });
+
+  it('a rolled-back transaction that began, advanced or ended a fold round leaves the round and memory as they were', () => {
+    const db = new Database(file);
+    try {
+      const table = new MembershipTable(db, { foldAt: 3 });
+      const m = (n: number): UserMembership => ({ audiences: [{ id: String(n), name: `A${n}` }], targets: [`d${n}`] });
+      const expectRead = (want: Record<string, number>) => {
+        const got = table.transaction(() => table.read('s', ['u1', 'u2', 'u3', 'u4', 'u5']));
+        expect(Object.fromEntries([...got].map(([k, v]) => [k, Number(v.audiences[0].id)]))).to.deep.equal(want);
+      };
+      const fails = (fn: () => void) => expect(() => table.transaction(() => { fn(); throw new Error('commit failed'); })).to.throw('commit failed');
+      table.transaction(() => ['u1', 'u2', 'u3'].forEach((k, i) => table.write('s', k, m(i + 1))));
+      // Began: three users wait, a round starts and takes one step, a newer state arrives; then all of it rolls back.
+      fails(() => {
+        table.fold(1);
+        table.write('s', 'u1', m(9));
+        table.write('s', 'u4', m(4));
+      });
+      expect(table.waiting).to.equal(3);
+      expectRead({ u1: 1, u2: 2, u3: 3 });
+      // Advanced and ended: the round starts for real, then a transaction that finishes it rolls back.
+      table.transaction(() => {
+        table.fold(1);
+        table.write('s', 'u2', m(20));
+      });
+      fails(() => {
+        table.fold(10);
+        table.write('s', 'u5', m(5));
+      });
+      expectRead({ u1: 1, u2: 20, u3: 3 });
+      table.transaction(() => table.fold(10));
+      expectRead({ u1: 1, u2: 20, u3: 3 });
+      expect(table.waiting, 'u2 (changed mid-round) still waits').to.equal(1);
+      // The round that really ended dropped exactly its own log rows: u2's newer row stays.
+      expect(db.prepare('SELECT user_key FROM aud_members_log').pluck().all()).to.deep.equal(['u2']);
+      expect(db.prepare('SELECT user_key FROM aud_members ORDER BY user_key').pluck().all()).to.deep.equal(['u1', 'u2', 'u3']);
+    } finally {
+      db.close();
+    }
   });
 
   it('opens a file from before this layout (aud_users with names): moves every user over and drops the old table', async () => {
