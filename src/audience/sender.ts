@@ -184,7 +184,9 @@ export class AudienceSender {
           let oldest = Infinity;
           for (const i of items) if (i.queuedAt < oldest) oldest = i.queuedAt;
           const sendAt = Math.min(oldest + this.o.flushMs, claimedAt + this.o.leaseMs / 2);
-          if (now < sendAt && !this.closed) {
+          // Not while closing, paused or backing off (any of which can start during the claim): sendBatch hands them
+          // back to the store then, instead of holding them past their lease.
+          if (now < sendAt && !this.closed && !this.paused && this.o.now() >= this.blockedUntil) {
             this.held = items;
             this.heldSince = claimedAt;
             this.schedule(sendAt);
