@@ -312,6 +312,7 @@ async function benchAudienceOut(sink, key, { n, perMsg, shape, window }) {
       p50Ms: round(s.p50Ms, 1), p99Ms: round(s.p99Ms, 1), peakRssMb: round(peak, 1),
       cpuSecPer100k: round(s.cpuSec / (n / 100000), 3),
       delivered: k.unique, lost: n - k.unique,
+      loopMaxMs: round(s.loopMaxMs, 1), loopP99Ms: round(s.loopP99Ms, 1),
     };
   } finally {
     await red.stop();
@@ -528,6 +529,7 @@ async function benchCohortIn() {
         expectedTrue: expect.true, expectedFalse: expect.false, outTrue: c.trueCount, outFalse: c.falseCount, outMsgs: c.msgs,
         unmatched: c.unmatched, lost, unexpected, duplicates, errors: c.errors, errorSamples: c.errorSamples, badSamples: c.badSamples,
         cpuSec: p1.cpuSec - p0.cpuSec, outputLagMs: c.lastOutAt ? c.lastOutAt - h.t1 : undefined,
+        loopMaxMs: c.loopMaxMs, loopP99Ms: c.loopP99Ms,
       };
     };
     const first = await exportOnce('bench-export-1', false, { true: n, false: 0 });
@@ -543,6 +545,9 @@ async function benchCohortIn() {
       lastPageMs: round(second.http.lastPageMs, 1),
       firstExportMembersPerSec: round(first.membersPerSec),
       firstExportP99PageMs: round(first.http.p99PageMs, 1),
+      // The longest time the event loop was held up (every other flow waited that long), and its 99th percentile.
+      loopMaxMs: round(second.loopMaxMs, 1), loopP99Ms: round(second.loopP99Ms, 1),
+      firstExportLoopMaxMs: round(first.loopMaxMs, 1), firstExportLoopP99Ms: round(first.loopP99Ms, 1),
       members: n, changed,
       outTrue: second.outTrue, outFalse: second.outFalse, expectedTrue: changed, expectedFalse: changed,
       firstExportOutTrue: first.outTrue, firstExportLost: first.lost,
@@ -728,13 +733,13 @@ function table(r, meta) {
   lines.push(`Mode: ${meta.mode}; ${meta.cpus} CPUs (${meta.cpuModel}); Node ${process.version}; node-red ${meta.nodeRed}; mixpanel-import ${meta.mixpanelImport}; mixpanel ${meta.mixpanel}; load average before: ${meta.load}. Local sink on 127.0.0.1 (own process).`);
   lines.push('');
   if (['audienceOut', 'audienceOutSingle', 'mixpanelImport', 'mixpanelNode', 'ceiling', 'ceilingAxios'].some((k) => r[k])) {
-    row(['sender', 'N', 'updates/s', 'requests / 1000', 'p50 ms', 'p99 ms', 'peak RSS MB', 'CPU s / 100k', 'delivered']);
-    row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
+    row(['sender', 'N', 'updates/s', 'requests / 1000', 'p50 ms', 'p99 ms', 'peak RSS MB', 'CPU s / 100k', 'event loop held, max / p99 ms', 'delivered']);
+    row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
   }
   const line = (name, x, n) => {
     if (!x) return;
-    if (typeof x !== 'object') return row([name, '', x, '', '', '', '', '', '']);
-    row([name, fmt(n), fmt(x.updatesPerSec), fmt(x.requestsPer1000, 2), fmt(x.p50Ms, 0), fmt(x.p99Ms, 0), fmt(x.peakRssMb, 0), fmt(x.cpuSecPer100k, 2), x.delivered === undefined ? '–' : `${fmt(x.delivered)}${x.lost ? ` (**${fmt(x.lost)} lost**)` : ''}`]);
+    if (typeof x !== 'object') return row([name, '', x, '', '', '', '', '', '', '']);
+    row([name, fmt(n), fmt(x.updatesPerSec), fmt(x.requestsPer1000, 2), fmt(x.p50Ms, 0), fmt(x.p99Ms, 0), fmt(x.peakRssMb, 0), fmt(x.cpuSecPer100k, 2), x.loopMaxMs === undefined ? '–' : `${fmt(x.loopMaxMs, 0)} / ${fmt(x.loopP99Ms, 0)}`, x.delivered === undefined ? '–' : `${fmt(x.delivered)}${x.lost ? ` (**${fmt(x.lost)} lost**)` : ''}`]);
   };
   line(`mixpanel-audience-out in node-red, ${PER_MSG} users/msg (Firehose), SQLite`, r.audienceOut, SIZES.audienceOut);
   line('mixpanel-audience-out, 1 user/msg (plain form)', r.audienceOutSingle, SIZES.single);
@@ -778,10 +783,10 @@ function table(r, meta) {
     else {
       lines.push(`mixpanel-cohort-in in node-red: a \`members\` export of ${fmt(pages)} pages × ${fmt(COHORT_PAGE)} members (\`$mparticle_user_id\` on each), POSTed with Basic auth, ${COHORT_WINDOW} pages in flight, default SQLite store:`);
       lines.push('');
-      row(['export', 'members/s', 'p99 page ms', 'last page ms', 'output 1 true', 'output 1 false', 'lost']);
-      row(['---', '---:', '---:', '---:', '---:', '---:', '---:']);
-      row(['first (all members new)', fmt(c.firstExportMembersPerSec), fmt(c.firstExportP99PageMs, 1), '–', `${fmt(c.firstExportOutTrue)} of ${fmt(c.members)}`, '0 of 0', fmt(c.firstExportLost)]);
-      row([`recurring (${fmt(c.changed)} members replaced, 2 %)`, fmt(c.membersPerSec), fmt(c.p99PageMs, 1), fmt(c.lastPageMs, 1), `${fmt(c.outTrue)} of ${fmt(c.expectedTrue)}`, `${fmt(c.outFalse)} of ${fmt(c.expectedFalse)}`, `${fmt(c.lost - c.firstExportLost)}${c.wrong ? ` (**${fmt(c.wrong)} wrong**)` : ''}`]);
+      row(['export', 'members/s', 'p99 page ms', 'last page ms', 'event loop held, max / p99 ms', 'output 1 true', 'output 1 false', 'lost']);
+      row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
+      row(['first (all members new)', fmt(c.firstExportMembersPerSec), fmt(c.firstExportP99PageMs, 1), '–', `${fmt(c.firstExportLoopMaxMs, 0)} / ${fmt(c.firstExportLoopP99Ms, 0)}`, `${fmt(c.firstExportOutTrue)} of ${fmt(c.members)}`, '0 of 0', fmt(c.firstExportLost)]);
+      row([`recurring (${fmt(c.changed)} members replaced, 2 %)`, fmt(c.membersPerSec), fmt(c.p99PageMs, 1), fmt(c.lastPageMs, 1), `${fmt(c.loopMaxMs, 0)} / ${fmt(c.loopP99Ms, 0)}`, `${fmt(c.outTrue)} of ${fmt(c.expectedTrue)}`, `${fmt(c.outFalse)} of ${fmt(c.expectedFalse)}`, `${fmt(c.lost - c.firstExportLost)}${c.wrong ? ` (**${fmt(c.wrong)} wrong**)` : ''}`]);
     }
     lines.push('');
   }

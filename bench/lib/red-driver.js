@@ -10,7 +10,7 @@
 // GET /cohort-status). GET /proc: this process's CPU seconds, RSS and VmHWM.
 const fs = require('node:fs');
 const http = require('node:http');
-const { performance } = require('node:perf_hooks');
+const { monitorEventLoopDelay, performance } = require('node:perf_hooks');
 const { firehoseRequest, plainChange, memberIndex } = require('./records');
 
 let gen = null;
@@ -19,6 +19,16 @@ let statsWaiters = [];
 const gens = {}; // named generators (identityResolve: 'learn', 'resolve')
 let idRun = null; // identity-resolve closed loop (see startIdRun)
 let cohort = null; // mixpanel-cohort-in output counters (see cohortReset)
+// How long the event loop was held up (every flow of the runtime waits meanwhile), per run: max and p99 in ms.
+let loopDelay = null;
+function resetLoopDelay() {
+  loopDelay?.disable();
+  loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+}
+function loopDelayMs() {
+  return loopDelay ? { loopMaxMs: loopDelay.max / 1e6, loopP99Ms: loopDelay.percentile(99) / 1e6 } : {};
+}
 
 function vmHwmMb() {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -56,6 +66,7 @@ function finish(r, why) {
   r.finished = why;
   r.t1 = performance.now();
   r.cpu1 = process.cpuUsage(r.cpu0);
+  loopDelay?.disable(); // the figures stay those of the run
   clearInterval(r.sampler);
   clearTimeout(r.deadline);
 }
@@ -122,6 +133,7 @@ function startRun(cfg) {
     if (rss > r.peakRss) r.peakRss = rss;
   }, 20);
   r.deadline = setTimeout(() => finish(r, 'deadline'), cfg.deadlineMs || 600000);
+  resetLoopDelay();
   run = r;
   setImmediate(pump);
 }
@@ -138,7 +150,7 @@ function status() {
     acked: r.acked, failed: r.failed, rejected: r.rejected, queued: r.queued, errors: r.errors, errorSamples: r.errorSamples,
     wallSec: (end - r.t0) / 1000, cpuSec: (cpu.user + cpu.system) / 1e6,
     p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), maxMs: sorted.length ? sorted[sorted.length - 1] : 0,
-    peakRssMb: r.peakRss / 1048576, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb(),
+    peakRssMb: r.peakRss / 1048576, rssMb: process.memoryUsage.rss() / 1048576, vmHwmMb: vmHwmMb(), ...loopDelayMs(),
   };
 }
 
@@ -286,6 +298,7 @@ function idStatus() {
 // n + ⌊p / mod⌋. Output 1 messages are counted member by member in bitmaps (true and false apart), so duplicates,
 // losses and unexpected members all show. Output 2 (unmatched) is only counted.
 function cohortReset(cfg) {
+  resetLoopDelay();
   const size = cfg.n + Math.ceil(cfg.n / cfg.mod) + 1;
   cohort = {
     n: cfg.n, mod: cfg.mod, rem: cfg.rem, attribute: cfg.attribute,
@@ -337,7 +350,7 @@ function cohortOutput(msg, port) {
 function cohortStatus() {
   if (!cohort) return {};
   const { seenTrue, seenFalse, badSamples, ...rest } = cohort;
-  return { ...rest, badSamples };
+  return { ...rest, badSamples, ...loopDelayMs() };
 }
 
 function procStatus() {
