@@ -179,7 +179,9 @@ describe('mixpanel-audience-out under faults', function () {
       expect(Date.now() - t0).to.be.below(12000);
       await waitFor(() => !!helper.getNode('out') && helper.getNode('out') !== before, 5000, 'the node to be restarted');
       mp.delayMs = 0;
-      await waitFor(() => mp.profiles.size === 300, 8000, 'all 300 profiles');
+      // Mixpanel has the profiles once the request arrives; the store counts them acked once the reply is read (the
+      // old node's request may still be waiting out its 400 ms when the profiles are all there).
+      await waitFor(async () => mp.profiles.size === 300 && (await stats()).pending === 0, 8000, 'all 300 profiles, acknowledged');
       const s = await expectBalanced();
       expect(s.pending).to.equal(0);
       expect(s.dead).to.equal(0);
