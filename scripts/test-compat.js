@@ -64,6 +64,10 @@ function main() {
     // Native addons are compiled against Node 22's own headers, not the system Node's (the user npmrc says /usr).
     npm_config_nodedir: nodeDir,
   };
+  // The work copy is not beside shared/ as the repository is: point the /engage contract test at Mixpanel's OpenAPI
+  // description where the repository sees it (without it that test is reported pending).
+  const spec = path.resolve(root, '..', 'shared', 'mixpanel', 'ingestion.openapi.yaml');
+  if (!env.MIXPANEL_OPENAPI && fs.existsSync(spec)) env.MIXPANEL_OPENAPI = spec;
   const stamp = path.join(work, 'node_modules', '.compat-stamp');
   const lock = fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8');
   const want = `${version} ${redVersion} ${require('node:crypto').createHash('sha1').update(lock).digest('hex')}`;
