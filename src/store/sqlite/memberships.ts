@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { AudienceRef, UserMembership } from '../audience-store';
+import { LogFold } from './log-fold';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS aud_scopes (id INTEGER PRIMARY KEY, scope TEXT NOT NULL UNIQUE);
@@ -16,37 +17,11 @@ export interface MembershipTableOptions {
   foldAt?: number;
 }
 
-/** A user's stored text (`[[refs], [targets]]`), or null once the user is forgotten. */
-type Stored = string | null;
-
-/** scope ID → user key → state. */
-type Users = Map<number, Map<string, Stored>>;
-
 /**
- * A fold in progress: the users that were waiting when it began (`folding`, which no write touches again: newer
- * states go to `recent`), their keys in order scope by scope, how far it got, and the last log row it covers (when it
- * ends, those rows are all in aud_members and go).
- */
-interface FoldRound {
-  parts: Array<{ scopeId: number; keys: string[] }>;
-  part: number;
-  at: number;
-  lastSeq: number;
-}
-
-/**
- * Each user's audience set, for the SQLite store, laid out for random user IDs.
- *
- * Real MPIDs and customer IDs arrive in no order, so writing each user's row in place dirties a B-tree page of its own
- * per update: that page went to the WAL and back to the file once per update, and set the speed of the whole node
- * (12–16k updates/s at 500k users, falling as the table grew). Instead, like a log-structured merge:
- * - a change is appended to `aud_members_log` (rows in arrival order share pages) and kept in memory (`recent`), which
- *   reads look at first;
- * - once `foldAt` users are waiting, they become the round's `folding` generation and `recent` starts empty; the round
- *   writes them into `aud_members` in key order, a slice with each write transaction, so neighbouring users share a
- *   page write; when it ends, its log rows go and so does the whole generation (one object dropped, instead of 50,000
- *   deletions shrinking a Map step by step: ~4 % of all the node promoted to V8's old space, in a sampling profile).
- * The log is the durable copy: a restart reads it back into memory, so nothing depends on the memory surviving.
+ * Each user's audience set, for the SQLite store, laid out for random user IDs: a change is appended to
+ * `aud_members_log` and kept in memory, and folded into `aud_members` in key order later (LogFold, log-fold.ts). With
+ * scattered MPIDs, writing each user's row in place cost a page write per update and set the speed of the whole node
+ * (12–16k updates/s at 500k users, falling as the table grew).
  *
  * Rows are compact, which is what makes a fold touch few pages: the scope and each (audience ID, name) pair are small
  * integers (`aud_scopes`, `aud_audiences`), so a row is `[[refs], [targets]]` (~35 bytes, was ~180). The pair keeps the
@@ -57,22 +32,13 @@ interface FoldRound {
  */
 export class MembershipTable {
   private readonly st;
-  private readonly foldAt: number;
   private readonly scopeIds = new Map<string, number>();
   private readonly refs = new Map<number, AudienceRef & { scopeId: number }>();
   private readonly refOfPair = new Map<string, number>();
-  /** Latest states written since the current round began (plain strings; measured ~230 bytes of heap a user). */
-  private recent: Users = new Map();
-  private recentCount = 0;
-  /** The states the round in progress is folding (read after `recent`, before aud_members). */
-  private folding: Users | undefined;
-  private foldingCount = 0;
-  private round: FoldRound | undefined;
-  /** How to put the in-memory side back if the transaction in progress rolls back (newest last). */
-  private undo: Array<() => void> = [];
+  /** Users' states not folded into aud_members yet (scope ID → user key → `[[refs], [targets]]` or null). */
+  private readonly log: LogFold<number>;
 
   constructor(private readonly db: Database.Database, opts: MembershipTableOptions = {}) {
-    this.foldAt = opts.foldAt ?? 50_000;
     db.exec(SCHEMA);
     this.st = {
       addScope: db.prepare('INSERT INTO aud_scopes (scope) VALUES (?)'),
@@ -87,29 +53,26 @@ export class MembershipTable {
       scan: db.prepare<[number, string, number], [string, string]>(
         'SELECT user_key, data FROM aud_members WHERE scope_id = ? AND user_key > ? ORDER BY user_key LIMIT ?').raw(),
     };
+    const st = this.st;
+    this.log = new LogFold<number>(db, {
+      log: (scopeId, key, data) => st.log.run(scopeId, key, data),
+      put: (scopeId, key, data) => st.put.run(scopeId, key, data),
+      del: (scopeId, key) => st.del.run(scopeId, key),
+      lastSeq: () => st.lastSeq.get() ?? 0,
+      dropLog: (upTo) => st.dropLog.run(upTo),
+    }, opts.foldAt ?? 50_000);
     this.loadNames();
     this.migrateOldRows();
     // The log is what was not folded before the last stop: back into memory, in order, the latest row winning.
     for (const [scopeId, key, data] of db.prepare<[], [number, string, string | null]>(
       'SELECT scope_id, user_key, data FROM aud_members_log ORDER BY seq').raw().iterate()) {
-      this.setRecent(scopeId, key, data, false);
+      this.log.replay(scopeId, key, data);
     }
   }
 
   /** Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was. */
   transaction<T>(fn: () => T): T {
-    this.undo = [];
-    try {
-      return this.db.transaction(fn).immediate();
-    } catch (err) {
-      const undo = this.undo;
-      this.undo = [];
-      for (const u of undo.reverse()) u();
-      this.loadNames(); // IDs handed out in the rolled-back transaction do not exist
-      throw err;
-    } finally {
-      this.undo = [];
-    }
+    return this.log.transaction(fn, () => this.loadNames()); // IDs handed out in a rolled-back transaction do not exist
   }
 
   /** The stored membership of each key that has one. */
@@ -117,12 +80,9 @@ export class MembershipTable {
     const out = new Map<string, UserMembership>();
     const scopeId = this.scopeIds.get(scope);
     if (scopeId === undefined) return out;
-    const recent = this.recent.get(scopeId);
-    const folding = this.folding?.get(scopeId);
     const rest: string[] = [];
     for (const key of keys) {
-      let r = recent?.get(key);
-      if (r === undefined) r = folding?.get(key); // not `??`: null (forgotten since) must win over the older state
+      const r = this.log.get(scopeId, key);
       if (r === undefined) rest.push(key);
       else if (r !== null) out.set(key, this.decode(r));
     }
@@ -134,70 +94,12 @@ export class MembershipTable {
   write(scope: string, key: string, membership: UserMembership | null): void {
     const scopeId = this.scopeId(scope);
     const data = membership ? this.encode(scopeId, membership) : null;
-    this.st.log.run(scopeId, key, data);
-    this.setRecent(scopeId, key, data, true);
+    this.log.write(scopeId, key, data);
   }
 
-  /**
-   * Folds up to `budget` waiting users into aud_members, starting a round once `foldAt` are waiting (or, with
-   * `everything`, whatever is waiting). Called by every write transaction with a budget in proportion to its writes,
-   * so folding keeps pace with writing and no single call pays for a whole round.
-   */
-  fold(budget: number, everything = false): void {
-    if (!this.round) {
-      if (this.recentCount === 0 || (!everything && this.recentCount < this.foldAt)) return;
-      const parts = [...this.recent].map(([scopeId, users]) => ({ scopeId, keys: [...users.keys()].sort() }));
-      this.round = { parts, part: 0, at: 0, lastSeq: this.st.lastSeq.get() ?? 0 };
-      this.folding = this.recent;
-      this.foldingCount = this.recentCount;
-      this.recent = new Map();
-      this.recentCount = 0;
-      const snapshot = this.folding;
-      this.undo.push(() => {
-        // Writes later in this transaction went to the new `recent` and were undone before this runs.
-        this.recent = snapshot;
-        this.recentCount = this.foldingCount;
-        this.folding = undefined;
-        this.foldingCount = 0;
-        this.round = undefined;
-      });
-    }
-    const round = this.round;
-    const folding = this.folding!;
-    const { part: fromPart, at: fromAt } = round;
-    for (let left = budget; left > 0 && round.part < round.parts.length;) {
-      const { scopeId, keys } = round.parts[round.part];
-      const users = folding.get(scopeId)!;
-      const end = Math.min(keys.length, round.at + left);
-      for (let i = round.at; i < end; i++) {
-        const data = users.get(keys[i])!;
-        if (data === null) this.st.del.run(scopeId, keys[i]);
-        else this.st.put.run(scopeId, keys[i], data);
-      }
-      left -= end - round.at;
-      if (end < keys.length) round.at = end;
-      else {
-        round.part += 1;
-        round.at = 0;
-      }
-    }
-    this.undo.push(() => {
-      round.part = fromPart;
-      round.at = fromAt;
-    });
-    if (round.part < round.parts.length) return;
-    // Round done: every state it held is in aud_members, and every log row up to lastSeq is one of those states (later
-    // rows belong to `recent`), so the rows and the generation go.
-    this.st.dropLog.run(round.lastSeq);
-    const foldingCount = this.foldingCount;
-    this.folding = undefined;
-    this.foldingCount = 0;
-    this.round = undefined;
-    this.undo.push(() => {
-      this.folding = folding;
-      this.foldingCount = foldingCount;
-      this.round = round;
-    });
+  /** Folds up to `budget` waiting users into aud_members (LogFold.fold). */
+  fold(budget: number): void {
+    this.log.fold(budget);
   }
 
   /** Keys of the scope's users in an audience, sorted, after `afterKey`, at most `limit` (folds everything first). */
@@ -205,8 +107,7 @@ export class MembershipTable {
     const scopeId = this.scopeIds.get(scope);
     if (scopeId === undefined) return [];
     // Rare (an audience subscription removed), so the simple way: everything into aud_members, then one ordered scan.
-    // Synchronous on purpose (about a second for a full round): with writes in between it could chase them forever.
-    while (this.recentCount > 0 || this.round) this.transaction(() => this.fold(20_000, true));
+    this.log.foldAll();
     const wanted = new Set<number>();
     for (const [ref, a] of this.refs) if (a.scopeId === scopeId && a.id === audienceId) wanted.add(ref);
     const keys: string[] = [];
@@ -224,20 +125,7 @@ export class MembershipTable {
 
   /** Users waiting in memory for a fold (for tests). */
   get waiting(): number {
-    return this.recentCount + this.foldingCount;
-  }
-
-  private setRecent(scopeId: number, key: string, data: Stored, journal: boolean): void {
-    let users = this.recent.get(scopeId);
-    if (!users) this.recent.set(scopeId, (users = new Map()));
-    const before = users.get(key);
-    users.set(key, data);
-    if (before === undefined) this.recentCount += 1;
-    if (!journal) return;
-    this.undo.push(() => {
-      if (before !== undefined) users.set(key, before);
-      else if (users.delete(key)) this.recentCount -= 1;
-    });
+    return this.log.waiting;
   }
 
   private scopeId(scope: string): number {
