@@ -71,7 +71,7 @@ export function openSqliteStore(file: string, opts: MembershipTableOptions = {})
   return {
     backend: 'sqlite',
     audience: new SqliteAudienceStore(open, opts),
-    cohorts: new SqliteCohortStore(open),
+    cohorts: new SqliteCohortStore(open, opts),
     identities: new SqliteIdentityStore(open),
     async ping() {
       if (!open.open) throw new SyncError('STORE_UNAVAILABLE', 'store unavailable: the SQLite file is closed');
