@@ -169,7 +169,7 @@ export class SqliteCohortStore implements CohortStore {
           st.setDone.run(session.gen, cohortKey);
           // Everything into coh_members first (one transaction with the page: the sweep and its removals stand or fall
           // together), then one scan.
-          while (this.log.waiting > 0) this.log.fold(Number.MAX_SAFE_INTEGER, true);
+          this.log.foldAllHere();
           removed = st.sweep.all(cohortKey, session.gen).map(toRef);
         }
       }

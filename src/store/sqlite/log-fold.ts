@@ -172,6 +172,11 @@ export class LogFold<P extends number | string> {
     while (this.recentCount > 0 || this.round) this.transaction(() => this.fold(20_000, true));
   }
 
+  /** The same inside the caller's transaction (a change that must stand or fall with what it reads afterwards). */
+  foldAllHere(): void {
+    while (this.recentCount > 0 || this.round) this.fold(Number.MAX_SAFE_INTEGER, true);
+  }
+
   /** Keys waiting in memory for a fold (for tests). */
   get waiting(): number {
     return this.recentCount + this.foldingCount;
