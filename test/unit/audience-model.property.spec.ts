@@ -112,16 +112,22 @@ describe('property: audience changes, duplicates, failures and restarts end in t
     }), { numRuns: 60 });
   });
 
-  it('with a SQLite file', async () => {
-    const dir = tempDir();
-    let n = 0;
-    await fc.assert(fc.asyncProperty(fc.array(cmd, { minLength: 1, maxLength: 40 }), async (cmds) => {
-      const store = openSqliteStore(path.join(dir, `p${n++}.db`));
-      try {
-        await runScenario(store, cmds);
-      } finally {
-        await store.close();
-      }
-    }), { numRuns: 40 });
-  });
+  for (const [label, opts] of [
+    ['', {}],
+    // Five users at most: the outbox moves between memory and its index as the backlog crosses 3 and 2 rows.
+    [' whose outbox switches to its index from 3 rows', { outboxIndexAt: 3, outboxDropIndexAt: 2 }],
+  ] as const) {
+    it(`with a SQLite file${label}`, async () => {
+      const dir = tempDir();
+      let n = 0;
+      await fc.assert(fc.asyncProperty(fc.array(cmd, { minLength: 1, maxLength: 40 }), async (cmds) => {
+        const store = openSqliteStore(path.join(dir, `p${n++}.db`), opts);
+        try {
+          await runScenario(store, cmds);
+        } finally {
+          await store.close();
+        }
+      }), { numRuns: 40 });
+    });
+  }
 });

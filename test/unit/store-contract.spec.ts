@@ -47,10 +47,14 @@ export const factories: BackendFactory[] = (() => {
       async open() { return (mem ??= openMemoryStore()); },
       async reset() { mem = undefined; },
     },
-    {
-      name: 'sqlite',
+    ...([
+      ['sqlite', {}],
+      // The same file, its outbox switching between memory and its index at every other row (OutboxLocator).
+      ['sqlite, outbox index from 2 rows', { outboxIndexAt: 2, outboxDropIndexAt: 1 }],
+    ] as const).map(([name, opts]): BackendFactory => ({
+      name,
       // One handle per file (the SQLite store locks its file against a second process): "two handles" share it.
-      async open() { return opened[0] ?? track(openSqliteStore(file)); },
+      async open() { return opened[0] ?? track(openSqliteStore(file, opts)); },
       async reset() {
         await closeAll();
         if (dir) fs.rmSync(dir, { recursive: true, force: true });
@@ -58,7 +62,7 @@ export const factories: BackendFactory[] = (() => {
         file = path.join(dir, 'store.db');
       },
       async after() { await closeAll(); if (dir) fs.rmSync(dir, { recursive: true, force: true }); },
-    },
+    })),
     {
       name: 'redis',
       async open() {

@@ -4,12 +4,14 @@ import type {
 } from '../audience-store';
 import { StoredOutboxItem } from '../stored-outbox-item';
 import { MembershipTable, type MembershipTableOptions } from './memberships';
+import { OutboxLocator, type OutboxLocatorOptions } from './outbox-locator';
+
+export type SqliteAudienceOptions = MembershipTableOptions & OutboxLocatorOptions;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS aud_outbox (scope TEXT NOT NULL, due_at INTEGER NOT NULL, distinct_id TEXT NOT NULL,
   props TEXT NOT NULL, version INTEGER NOT NULL, count INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   queued_at INTEGER NOT NULL, PRIMARY KEY (scope, due_at, distinct_id)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS aud_outbox_id ON aud_outbox (scope, distinct_id);
 CREATE TABLE IF NOT EXISTS aud_dead (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, distinct_id TEXT NOT NULL,
   props TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS aud_counters (scope TEXT PRIMARY KEY, accepted INTEGER NOT NULL DEFAULT 0,
@@ -41,9 +43,9 @@ function claimSql(bound: string): string {
  * The embedded default: one transaction per call, prepared statements, WAL so a killed process loses nothing.
  *
  * The outbox is clustered by (scope, due_at, distinct_id): claims read it front to back with no second lookup per
- * row (a (scope, due_at) index over a table keyed by distinct ID cost one B-tree search per claimed row), and the
- * unique (scope, distinct_id) index serves the merge and the ack. A file made with the earlier layout keeps working
- * (same columns; the unique index is added), only without the clustering.
+ * row (a (scope, due_at) index over a table keyed by distinct ID cost one B-tree search per claimed row). A user's
+ * row is found for the merge and the ack by its due_at, which OutboxLocator knows (in memory, or through an index
+ * while the backlog is large), so each of those is a primary-key search too.
  *
  * Built for throughput (a 1000-user message is one transaction): users' audience sets are appended to a log and
  * folded into their table in key order later (MembershipTable); there is no audience index (membersOfAudience, needed
@@ -58,10 +60,13 @@ export class SqliteAudienceStore implements AudienceStore {
 
   /** Each user's audience set (its own file: laid out for random user IDs). */
   private readonly members: MembershipTable;
+  /** Where each waiting user's outbox row is. */
+  private readonly outbox: OutboxLocator;
 
-  constructor(private readonly db: Database.Database, opts: MembershipTableOptions = {}) {
+  constructor(private readonly db: Database.Database, opts: SqliteAudienceOptions = {}) {
     db.exec(SCHEMA);
     this.members = new MembershipTable(db, opts);
+    this.outbox = new OutboxLocator(db, opts);
     this.st = {
       counters: db.prepare<[string], { accepted: number; acked: number; dead: number; next_version: number }>(
         'SELECT accepted, acked, dead, next_version FROM aud_counters WHERE scope = ?'),
@@ -69,23 +74,25 @@ export class SqliteAudienceStore implements AudienceStore {
       bumpAccepted: db.prepare('UPDATE aud_counters SET accepted = accepted + ?, next_version = ? WHERE scope = ?'),
       bumpAcked: db.prepare('UPDATE aud_counters SET acked = acked + ? WHERE scope = ?'),
       bumpDead: db.prepare('UPDATE aud_counters SET dead = dead + ? WHERE scope = ?'),
+      addOutbox: db.prepare(`INSERT INTO aud_outbox (scope, distinct_id, props, version, count, attempts, queued_at, due_at)
+        VALUES (?, ?, ?, ?, 1, 0, ?, ?)`),
       // json_patch merges the new property values over the pending ones: last write wins, per property.
-      upsertOutbox: db.prepare(`INSERT INTO aud_outbox (scope, distinct_id, props, version, count, attempts, queued_at, due_at)
-        VALUES (?, ?, ?, ?, 1, 0, ?, ?)
-        ON CONFLICT (scope, distinct_id) DO UPDATE SET props = json_patch(props, excluded.props),
-          version = excluded.version, count = count + 1`),
+      mergeOutbox: db.prepare(`UPDATE aud_outbox SET props = json_patch(props, ?), version = ?, count = count + 1
+        WHERE scope = ? AND due_at = ? AND distinct_id = ?`),
       // Rows as arrays: better-sqlite3 builds a JS object per row and column, which cost more than the B-tree scan.
       due: db.prepare<[string, number, number, string, number], ClaimedRow>(claimSql('')).raw(),
       // The same, not past a position: the look behind the claim cursor.
       dueUpTo: db.prepare<[string, number, number, string, number, string, number], ClaimedRow>(
         claimSql('AND (due_at, distinct_id) <= (?, ?)')).raw(),
-      getVersion: db.prepare<[string, string], { version: number }>('SELECT version FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
-      delOutbox: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND distinct_id = ?'),
+      // Every statement on one user's row names it by its whole key: the due_at comes from OutboxLocator.
+      getVersion: db.prepare<[string, number, string], number>(
+        'SELECT version FROM aud_outbox WHERE scope = ? AND due_at = ? AND distinct_id = ?').pluck(),
+      delOutbox: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND due_at = ? AND distinct_id = ?'),
       // The common ack: the sent version is still the latest, so the row goes (one statement instead of read + delete).
-      delIfVersion: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND distinct_id = ? AND version = ?'),
+      delIfVersion: db.prepare('DELETE FROM aud_outbox WHERE scope = ? AND due_at = ? AND distinct_id = ? AND version = ?'),
       keepNewer: db.prepare(`UPDATE aud_outbox SET count = count - ?, attempts = 0, queued_at = ?, due_at = ?
-        WHERE scope = ? AND distinct_id = ?`),
-      retry: db.prepare('UPDATE aud_outbox SET attempts = attempts + 1, due_at = ? WHERE scope = ? AND distinct_id = ?'),
+        WHERE scope = ? AND due_at = ? AND distinct_id = ?`),
+      retry: db.prepare('UPDATE aud_outbox SET attempts = attempts + 1, due_at = ? WHERE scope = ? AND due_at = ? AND distinct_id = ?'),
       addDead: db.prepare('INSERT INTO aud_dead (scope, distinct_id, props, reason, at) VALUES (?, ?, ?, ?, ?)'),
       firstDue: db.prepare<[string, number], { distinct_id: string; due_at: number }>(
         'SELECT distinct_id, due_at FROM aud_outbox WHERE scope = ? ORDER BY due_at, distinct_id LIMIT ?'),
@@ -114,6 +121,7 @@ export class SqliteAudienceStore implements AudienceStore {
 
   async updateMemberships(scope: string, userKeys: string[], compute: MembershipCompute, now: number): Promise<QueuedVersion[]> {
     const st = this.st;
+    const outbox = this.outbox;
     return this.members.transaction(() => {
       const writes = compute(this.members.read(scope, userKeys));
       st.initCounters.run(scope);
@@ -123,15 +131,34 @@ export class SqliteAudienceStore implements AudienceStore {
         const forget = w.membership.audiences.length === 0 && w.membership.targets.length === 0;
         this.members.write(scope, w.userKey, forget ? null : w.membership);
         for (const set of w.profileSets) {
-          st.upsertOutbox.run(scope, set.distinctId, JSON.stringify(set.props), version, now, now);
+          const props = JSON.stringify(set.props);
+          const due = outbox.dueAt(scope, set.distinctId);
+          if (due === undefined) {
+            st.addOutbox.run(scope, set.distinctId, props, version, now, now);
+            outbox.added(scope, set.distinctId, now);
+          } else st.mergeOutbox.run(props, version, scope, due, set.distinctId);
           versions.push({ distinctId: set.distinctId, version });
           version += 1;
         }
       }
       st.bumpAccepted.run(versions.length, version, scope);
       this.members.fold(Math.max(32, 2 * writes.length));
+      outbox.settle();
       return versions;
-    });
+    }, () => outbox.reload());
+  }
+
+  /** One IMMEDIATE transaction on the outbox; if it rolls back, OutboxLocator reads the table again. */
+  private outboxTransaction(fn: () => void): void {
+    try {
+      this.db.transaction(() => {
+        fn();
+        this.outbox.settle();
+      }).immediate();
+    } catch (err) {
+      this.outbox.reload();
+      throw err;
+    }
   }
 
   async membersOfAudience(scope: string, audienceId: string, afterKey: string | undefined, limit: number): Promise<string[]> {
@@ -181,42 +208,67 @@ export class SqliteAudienceStore implements AudienceStore {
 
   async ack(scope: string, items: OutboxItem[], now: number): Promise<void> {
     const st = this.st;
-    this.db.transaction(() => {
+    const outbox = this.outbox;
+    this.outboxTransaction(() => {
       let acked = 0;
       for (const item of items) {
-        // Sent version still the latest: delete it. Otherwise a newer change arrived meanwhile: keep it, due now.
         // A row that is gone altogether (acknowledged twice) counts for nothing.
-        if (st.delIfVersion.run(scope, item.distinctId, item.version).changes > 0
-          || st.keepNewer.run(item.count, now, now, scope, item.distinctId).changes > 0) acked += item.count;
+        const due = outbox.dueAt(scope, item.distinctId);
+        if (due === undefined) continue;
+        // Sent version still the latest: delete it. Otherwise a newer change arrived meanwhile: keep it, due now.
+        if (st.delIfVersion.run(scope, due, item.distinctId, item.version).changes > 0) {
+          outbox.removed(scope, item.distinctId);
+        } else {
+          st.keepNewer.run(item.count, now, now, scope, due, item.distinctId);
+          outbox.moved(scope, item.distinctId, now);
+        }
+        acked += item.count;
       }
       st.bumpAcked.run(acked, scope);
-    }).immediate();
+    });
     this.release(scope, items);
   }
 
   async retryLater(scope: string, items: OutboxItem[], dueAt: number): Promise<void> {
     const st = this.st;
-    this.db.transaction(() => {
-      for (const item of items) st.retry.run(dueAt, scope, item.distinctId);
-    }).immediate();
+    const outbox = this.outbox;
+    this.outboxTransaction(() => {
+      for (const item of items) {
+        const due = outbox.dueAt(scope, item.distinctId);
+        if (due === undefined) continue;
+        st.retry.run(dueAt, scope, due, item.distinctId);
+        outbox.moved(scope, item.distinctId, dueAt);
+      }
+    });
     this.release(scope, items);
   }
 
   async bury(scope: string, dead: DeadItem[], now: number): Promise<void> {
     const st = this.st;
-    this.db.transaction(() => {
+    const outbox = this.outbox;
+    this.outboxTransaction(() => {
       let count = 0;
       for (const { item, reason } of dead) {
-        const row = st.getVersion.get(scope, item.distinctId);
-        if (!row) continue;
+        const due = outbox.dueAt(scope, item.distinctId);
+        if (due === undefined) continue;
         count += item.count;
         st.addDead.run(scope, item.distinctId, item.propsJson ?? JSON.stringify(item.props), reason, now);
-        if (row.version === item.version) st.delOutbox.run(scope, item.distinctId);
-        else st.keepNewer.run(item.count, now, now, scope, item.distinctId);
+        if (st.getVersion.get(scope, due, item.distinctId) === item.version) {
+          st.delOutbox.run(scope, due, item.distinctId);
+          outbox.removed(scope, item.distinctId);
+        } else {
+          st.keepNewer.run(item.count, now, now, scope, due, item.distinctId);
+          outbox.moved(scope, item.distinctId, now);
+        }
       }
       st.bumpDead.run(count, scope);
-    }).immediate();
+    });
     this.release(scope, dead.map((d) => d.item));
+  }
+
+  /** Whether the outbox is looked up through its index now (a large backlog; for tests). */
+  get outboxIndexed(): boolean {
+    return this.outbox.usesIndex;
   }
 
   async recoverLeases(scope: string, _now: number): Promise<void> {

@@ -3,11 +3,10 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../../errors';
 import type { SyncStore } from '../types';
-import { SqliteAudienceStore } from './audience';
+import { SqliteAudienceStore, type SqliteAudienceOptions } from './audience';
 import { BackgroundCheckpointer } from './checkpointer';
 import { SqliteCohortStore } from './cohorts';
 import { SqliteIdentityStore } from './identities';
-import type { MembershipTableOptions } from './memberships';
 
 /**
  * Holds `<file>-owner`, a tiny SQLite file locked exclusively for as long as this process has the store open: a second
@@ -38,7 +37,7 @@ function takeOwnership(file: string): Database.Database {
  * Checkpoints run in a worker thread (`BackgroundCheckpointer`), not in the writing call: their fsync used to stall
  * the event loop for as long as the disk took.
  */
-export function openSqliteStore(file: string, opts: MembershipTableOptions = {}): SyncStore {
+export function openSqliteStore(file: string, opts: SqliteAudienceOptions = {}): SyncStore {
   let db: Database.Database | undefined;
   let owner: Database.Database | undefined;
   try {

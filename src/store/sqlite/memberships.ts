@@ -70,9 +70,15 @@ export class MembershipTable {
     }
   }
 
-  /** Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was. */
-  transaction<T>(fn: () => T): T {
-    return this.log.transaction(fn, () => this.loadNames()); // IDs handed out in a rolled-back transaction do not exist
+  /**
+   * Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was, and then
+   * `onRollback` runs (the caller's own memory).
+   */
+  transaction<T>(fn: () => T, onRollback?: () => void): T {
+    return this.log.transaction(fn, () => {
+      this.loadNames(); // IDs handed out in a rolled-back transaction do not exist
+      onRollback?.();
+    });
   }
 
   /** The stored membership of each key that has one. */
