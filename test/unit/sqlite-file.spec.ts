@@ -96,4 +96,27 @@ describe('SQLite store file', function () {
       db.close();
     }
   });
+
+  it('closing folds every log into its table: a file closed cleanly reads complete without them (older versions)', async () => {
+    // Nothing is folded while open (foldAt far above what is written): everything waits in the logs until close.
+    store = openSqliteStore(file, { foldAt: 1_000_000 });
+    const { keys, compute } = joinScattered(0, 50);
+    await store.audience.updateMemberships('s', keys, compute, 1);
+    await store.cohorts.stageMembersPage('p/c', 'S', 1, 2, [{ distinctId: 'x' }, { distinctId: 'y', mpid: '5' }], 1);
+    await store.identities.learn([{ mpid: '7', customer_id: 'c7', email: 'a@x.y' }], 1);
+    const count = (db: Database.Database, table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+    const read = () => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return ['aud_members_log', 'aud_members', 'coh_members_log', 'coh_members', 'id_log', 'id_links', 'id_profiles']
+          .map((t) => `${t} ${count(db, t)}`);
+      } finally {
+        db.close();
+      }
+    };
+    expect(read()).to.deep.equal(['aud_members_log 50', 'aud_members 0', 'coh_members_log 2', 'coh_members 0', 'id_log 4', 'id_links 0', 'id_profiles 0']);
+    await store.close();
+    store = undefined;
+    expect(read()).to.deep.equal(['aud_members_log 0', 'aud_members 50', 'coh_members_log 0', 'coh_members 2', 'id_log 0', 'id_links 3', 'id_profiles 1']);
+  });
 });

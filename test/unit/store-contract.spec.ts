@@ -49,8 +49,9 @@ export const factories: BackendFactory[] = (() => {
     },
     ...([
       ['sqlite', {}],
-      // The same file, its outbox switching between memory and its index at every other row (OutboxLocator).
-      ['sqlite, outbox index from 2 rows', { outboxIndexAt: 2, outboxDropIndexAt: 1 }],
+      // The same, with every threshold tiny: logs folded every two keys (LogFold), the outbox switching between memory
+      // and its index at every other row (OutboxLocator).
+      ['sqlite, tiny thresholds', { foldAt: 2, outboxIndexAt: 2, outboxDropIndexAt: 1 }],
     ] as const).map(([name, opts]): BackendFactory => ({
       name,
       // One handle per file (the SQLite store locks its file against a second process): "two handles" share it.

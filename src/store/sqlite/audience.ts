@@ -266,6 +266,11 @@ export class SqliteAudienceStore implements AudienceStore {
     this.release(scope, dead.map((d) => d.item));
   }
 
+  /** Folds the audience sets' log into their table (at close). */
+  foldAll(): void {
+    this.members.foldAll();
+  }
+
   /** Whether the outbox is looked up through its index now (a large backlog; for tests). */
   get outboxIndexed(): boolean {
     return this.outbox.usesIndex;

@@ -187,6 +187,11 @@ export class SqliteCohortStore implements CohortStore {
     }).immediate();
   }
 
+  /** Folds the members' log into coh_members (at close). */
+  foldAll(): void {
+    this.log.foldAll();
+  }
+
   async memberCount(cohortKey: string): Promise<number> {
     this.log.foldAll(); // rare (tests, inspection): the whole table, then a count
     return this.st.count.get(cohortKey)?.n ?? 0;

@@ -67,15 +67,28 @@ export function openSqliteStore(file: string, opts: SqliteAudienceOptions = {}):
   const open = db;
   const lock = owner;
   const checkpointer = new BackgroundCheckpointer(open, file);
+  const audience = new SqliteAudienceStore(open, opts);
+  const cohorts = new SqliteCohortStore(open, opts);
+  const identities = new SqliteIdentityStore(open, opts);
   return {
     backend: 'sqlite',
-    audience: new SqliteAudienceStore(open, opts),
-    cohorts: new SqliteCohortStore(open, opts),
-    identities: new SqliteIdentityStore(open),
+    audience,
+    cohorts,
+    identities,
     async ping() {
       if (!open.open) throw new SyncError('STORE_UNAVAILABLE', 'store unavailable: the SQLite file is closed');
     },
     async close() {
+      // A file closed cleanly has empty logs (LogFold): everything is in the main tables, where an older version of
+      // this package, or anything else reading the file, looks. A log left by a crash is read back at the next open.
+      // If folding fails, the logs are still the durable copy.
+      if (open.open) {
+        try {
+          audience.foldAll();
+          cohorts.foldAll();
+          identities.foldAll();
+        } catch { /* left for the next open */ }
+      }
       await checkpointer.close();
       if (open.open) open.close();
       if (lock.open) lock.close();

@@ -129,6 +129,11 @@ export class MembershipTable {
     return keys;
   }
 
+  /** Folds every waiting user into aud_members (at close). */
+  foldAll(): void {
+    this.log.foldAll();
+  }
+
   /** Users waiting in memory for a fold (for tests). */
   get waiting(): number {
     return this.log.waiting;
