@@ -269,3 +269,26 @@ describe('cohort store: redis shared by two instances', function () {
     }
   });
 });
+
+describe('cohort store: SQLite, an export completing while a fold round is half done', () => {
+  afterEach(() => cleanupTempDirs());
+
+  it('removes exactly the members the export did not list, wherever they wait (memory, round, table)', async () => {
+    const db = new Database(path.join(tempDir(), 'r.db'));
+    try {
+      // foldAt 8: a round starts once 8 members wait, and folds 2 per member written (LogFold.step).
+      const s = new SqliteCohortStore(db, { foldAt: 8 });
+      const six = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'];
+      await s.stageMembersPage('p/c', 'A', 1, 1, six.map((id) => m(id, `9${id.slice(1)}`)), 1); // 6 wait: no round
+      // Export B, page 1: two more wait (8), a round starts and folds 4 of them (m0–m3) into the table.
+      await s.stageMembersPage('p/c', 'B', 1, 2, [m('m6'), m('m7')], 2);
+      // Page 2 completes B while the round is half done: m0–m5 were not listed, m6 is listed again.
+      const last = await s.stageMembersPage('p/c', 'B', 2, 2, [m('m6')], 3);
+      expect(last.complete).to.equal(true);
+      expect(last.removed).to.deep.equal(six.map((id) => m(id, `9${id.slice(1)}`)));
+      expect(ids(await s.members('p/c', undefined, 10))).to.deep.equal(['m6', 'm7']);
+    } finally {
+      db.close();
+    }
+  });
+});

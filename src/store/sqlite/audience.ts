@@ -142,7 +142,7 @@ export class SqliteAudienceStore implements AudienceStore {
         }
       }
       st.bumpAccepted.run(versions.length, version, scope);
-      this.members.fold(Math.max(32, 2 * writes.length));
+      this.members.step(writes.length);
       outbox.settle();
       return versions;
     }, () => outbox.reload());

@@ -124,7 +124,7 @@ export class SqliteIdentityStore implements IdentityStore {
       const { changes, profiles } = planLearn(this.view, observations, now);
       for (const [id, key] of changes.links) log.write('link', id, key);
       for (const [key, p] of changes.profiles) log.write('profile', key, p === null ? null : JSON.stringify(p));
-      log.fold(Math.max(32, 2 * (changes.links.size + changes.profiles.size)));
+      log.step(changes.links.size + changes.profiles.size);
       return profiles;
     });
   }

@@ -108,6 +108,11 @@ export class MembershipTable {
     this.log.fold(budget);
   }
 
+  /** Folds in proportion to `writes` users just written (LogFold.step). */
+  step(writes: number): void {
+    this.log.step(writes);
+  }
+
   /** Keys of the scope's users in an audience, sorted, after `afterKey`, at most `limit` (folds everything first). */
   membersOf(scope: string, audienceId: string, afterKey: string | undefined, limit: number): string[] {
     const scopeId = this.scopeIds.get(scope);
