@@ -203,10 +203,16 @@ async function startRed(label, flows, credentials, tuning = {}) {
   const out = [];
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node-red did not start:\n${out.join('')}`)), 30000);
+    // Flows running and the HTTP server listening: red.js listens only after the runtime has started.
+    let flows = false;
+    let listening = false;
     proc.stdout.on('data', (b) => {
-      out.push(b.toString());
+      const text = b.toString();
+      out.push(text);
       if (out.length > 200) out.splice(0, 100);
-      if (/Started flows/.test(b.toString())) {
+      flows ||= /Started flows/.test(text);
+      listening ||= /Server now running/.test(text);
+      if (flows && listening) {
         clearTimeout(timer);
         resolve();
       }

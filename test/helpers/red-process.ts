@@ -56,7 +56,11 @@ export function makeUserDir(label: string): string {
   return dir;
 }
 
-/** Starts Node-RED on a free port with the given flows (and plain-text credentials) and waits until flows run. */
+/**
+ * Starts Node-RED on a free port with the given flows (and plain-text credentials) and waits until flows run and the
+ * HTTP server listens. (node-red's red.js calls listen only after the runtime has started, so "Started flows" can come
+ * first, and a request sent then was refused: seen once in a full Node-RED 5 run.)
+ */
 export async function startRed(userDir: string, flows: unknown[], credentials: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<RedProcess> {
   const port = await freePort();
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
@@ -77,7 +81,8 @@ export async function startRed(userDir: string, flows: unknown[], credentials: R
     const timer = setTimeout(() => reject(new Error(`node-red did not start:\n${log.join('')}`)), 30000);
     const onData = (b: Buffer) => {
       log.push(b.toString());
-      if (/Started flows/.test(b.toString())) {
+      const text = log.join('');
+      if (/Started flows/.test(text) && /Server now running/.test(text)) {
         clearTimeout(timer);
         resolve();
       }
