@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
@@ -7,6 +5,7 @@ import type { MembershipCompute, ProfileProps } from '../../src/store/audience-s
 import { openSqliteStore } from '../../src/store/sqlite';
 import type { SqliteAudienceStore } from '../../src/store/sqlite/audience';
 import type { SyncStore } from '../../src/store/types';
+import { cleanupTempDirs, tempDir } from '../helpers/node-red';
 
 const T0 = 1_700_000_000_000;
 const SCOPE = 's';
@@ -30,17 +29,13 @@ const ids = (from: number, to: number) => Array.from({ length: to - from }, (_, 
  */
 describe('SQLite outbox: users found in memory or through the index', function () {
   this.timeout(30000);
-  let dir = '';
   let file = '';
   let store: SyncStore | undefined;
-  beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpsync-outbox-'));
-    file = path.join(dir, 'store.db');
-  });
+  beforeEach(() => { file = path.join(tempDir('mpsync-outbox-'), 'store.db'); });
   afterEach(async () => {
     await store?.close();
     store = undefined;
-    fs.rmSync(dir, { recursive: true, force: true });
+    cleanupTempDirs();
   });
 
   const open = () => (store = openSqliteStore(file, { outboxIndexAt: 10, outboxDropIndexAt: 4 }));

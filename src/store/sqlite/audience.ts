@@ -3,10 +3,9 @@ import type {
   AudienceStore, DeadItem, MembershipCompute, OutboxItem, OutboxStats, ProfileProps, QueuedVersion,
 } from '../audience-store';
 import { StoredOutboxItem } from '../stored-outbox-item';
-import { MembershipTable, type MembershipTableOptions } from './memberships';
+import type { LogFoldOptions } from './log-fold';
+import { MembershipTable } from './memberships';
 import { OutboxLocator, type OutboxLocatorOptions } from './outbox-locator';
-
-export type SqliteAudienceOptions = MembershipTableOptions & OutboxLocatorOptions;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS aud_outbox (scope TEXT NOT NULL, due_at INTEGER NOT NULL, distinct_id TEXT NOT NULL,
@@ -63,7 +62,7 @@ export class SqliteAudienceStore implements AudienceStore {
   /** Where each waiting user's outbox row is. */
   private readonly outbox: OutboxLocator;
 
-  constructor(private readonly db: Database.Database, opts: SqliteAudienceOptions = {}) {
+  constructor(private readonly db: Database.Database, opts: LogFoldOptions & OutboxLocatorOptions = {}) {
     db.exec(SCHEMA);
     this.members = new MembershipTable(db, opts);
     this.outbox = new OutboxLocator(db, opts);

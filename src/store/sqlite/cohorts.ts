@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { CohortMemberRef, CohortStore, DiffKind, DiffPageResult, MembersPageResult } from '../cohort-store';
-import { LogFold } from './log-fold';
+import { LogFold, type LogFoldOptions } from './log-fold';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS coh_cohorts (cohort TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0,
@@ -61,7 +61,7 @@ export class SqliteCohortStore implements CohortStore {
   /** Members' states not folded into coh_members yet (cohort → distinct ID → LoggedMember JSON or null). */
   private readonly log: LogFold<string>;
 
-  constructor(private readonly db: Database.Database, opts: { foldAt?: number } = {}) {
+  constructor(private readonly db: Database.Database, opts: LogFoldOptions = {}) {
     db.exec(SCHEMA);
     this.st = {
       initCohort: db.prepare('INSERT OR IGNORE INTO coh_cohorts (cohort) VALUES (?)'),
@@ -97,7 +97,7 @@ export class SqliteCohortStore implements CohortStore {
       del: (cohort, id) => st.deleteMember.run(cohort, id),
       lastSeq: () => st.lastSeq.get() ?? 0,
       dropLog: (upTo) => st.dropLog.run(upTo),
-    }, opts.foldAt ?? 50_000);
+    }, opts);
     // The log is what was not folded before the last stop: back into memory, in order, the latest row winning.
     for (const [cohort, id, data] of db.prepare<[], [string, string, string | null]>(
       'SELECT cohort, distinct_id, data FROM coh_members_log ORDER BY seq').raw().iterate()) {

@@ -3,7 +3,7 @@ import { planLearn, type IdentityView } from '../../identity/plan';
 import { orderedEntries } from '../../identity/values';
 import type { IdentityMap, IdentityMatch, IdentityProfile, ProfileRecord } from '../../identity/types';
 import type { IdentityStore } from '../identity-store';
-import { LogFold } from './log-fold';
+import { LogFold, type LogFoldOptions } from './log-fold';
 
 /**
  * `id_public` is derived from `id_profiles`: the part of each profile that resolve returns (MPID and the current
@@ -68,7 +68,7 @@ export class SqliteIdentityStore implements IdentityStore {
   /** Links and profiles not folded into their tables yet. */
   private readonly log: LogFold<Part>;
 
-  constructor(private readonly db: Database.Database, opts: { foldAt?: number } = {}) {
+  constructor(private readonly db: Database.Database, opts: LogFoldOptions = {}) {
     openIdentityTables(db);
     this.st = {
       link: db.prepare<[string], { pkey: string }>('SELECT pkey FROM id_links WHERE link = ?'),
@@ -99,7 +99,7 @@ export class SqliteIdentityStore implements IdentityStore {
       del: (part, key) => (part === 'link' ? st.delLink.run(key) : st.delProfile.run(key)),
       lastSeq: () => st.lastSeq.get() ?? 0,
       dropLog: (upTo) => st.dropLog.run(upTo),
-    }, opts.foldAt ?? 50_000);
+    }, opts);
     this.log = log;
     // The log is what was not folded before the last stop: back into memory, in order, the latest row winning.
     for (const [part, key, data] of db.prepare<[], [Part, string, string | null]>('SELECT part, key, data FROM id_log ORDER BY seq').raw().iterate()) {

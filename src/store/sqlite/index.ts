@@ -3,10 +3,15 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SyncError } from '../../errors';
 import type { SyncStore } from '../types';
-import { SqliteAudienceStore, type SqliteAudienceOptions } from './audience';
+import { SqliteAudienceStore } from './audience';
 import { BackgroundCheckpointer } from './checkpointer';
 import { SqliteCohortStore } from './cohorts';
 import { SqliteIdentityStore } from './identities';
+import type { LogFoldOptions } from './log-fold';
+import type { OutboxLocatorOptions } from './outbox-locator';
+
+/** Thresholds of the in-memory parts; the defaults are the product's, tests shrink them. */
+export type SqliteStoreOptions = LogFoldOptions & OutboxLocatorOptions;
 
 /**
  * Holds `<file>-owner`, a tiny SQLite file locked exclusively for as long as this process has the store open: a second
@@ -37,7 +42,7 @@ function takeOwnership(file: string): Database.Database {
  * Checkpoints run in a worker thread (`BackgroundCheckpointer`), not in the writing call: their fsync used to stall
  * the event loop for as long as the disk took.
  */
-export function openSqliteStore(file: string, opts: SqliteAudienceOptions = {}): SyncStore {
+export function openSqliteStore(file: string, opts: SqliteStoreOptions = {}): SyncStore {
   let db: Database.Database | undefined;
   let owner: Database.Database | undefined;
   try {

@@ -15,6 +15,14 @@ export interface FoldTables<P> {
   dropLog(upTo: number): void;
 }
 
+export interface LogFoldOptions {
+  /**
+   * Keys kept in memory before a fold round starts (default 50,000; an audience user costs ~230 bytes of heap). Tests
+   * use tiny values so that every path runs.
+   */
+  foldAt?: number;
+}
+
 /** part → key → state. */
 type States<P> = Map<P, Map<string, Stored>>;
 
@@ -57,7 +65,11 @@ export class LogFold<P extends number | string> {
   /** How to put the in-memory side back if the transaction in progress rolls back (newest last). */
   private undo: Array<() => void> = [];
 
-  constructor(private readonly db: Database.Database, private readonly tables: FoldTables<P>, private readonly foldAt: number) {}
+  private readonly foldAt: number;
+
+  constructor(private readonly db: Database.Database, private readonly tables: FoldTables<P>, opts: LogFoldOptions = {}) {
+    this.foldAt = opts.foldAt ?? 50_000;
+  }
 
   /** Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was. */
   transaction<T>(fn: () => T, onRollback?: () => void): T {

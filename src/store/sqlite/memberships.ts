@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { AudienceRef, UserMembership } from '../audience-store';
-import { LogFold } from './log-fold';
+import { LogFold, type LogFoldOptions } from './log-fold';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS aud_scopes (id INTEGER PRIMARY KEY, scope TEXT NOT NULL UNIQUE);
@@ -11,11 +11,6 @@ CREATE TABLE IF NOT EXISTS aud_members (scope_id INTEGER NOT NULL, user_key TEXT
 CREATE TABLE IF NOT EXISTS aud_members_log (seq INTEGER PRIMARY KEY, scope_id INTEGER NOT NULL, user_key TEXT NOT NULL,
   data TEXT);
 `;
-
-export interface MembershipTableOptions {
-  /** Unfolded users kept in memory before a fold round starts (each costs ~230 bytes of heap). */
-  foldAt?: number;
-}
 
 /**
  * Each user's audience set, for the SQLite store, laid out for random user IDs: a change is appended to
@@ -38,7 +33,7 @@ export class MembershipTable {
   /** Users' states not folded into aud_members yet (scope ID → user key → `[[refs], [targets]]` or null). */
   private readonly log: LogFold<number>;
 
-  constructor(private readonly db: Database.Database, opts: MembershipTableOptions = {}) {
+  constructor(private readonly db: Database.Database, opts: LogFoldOptions = {}) {
     db.exec(SCHEMA);
     this.st = {
       addScope: db.prepare('INSERT INTO aud_scopes (scope) VALUES (?)'),
@@ -60,7 +55,7 @@ export class MembershipTable {
       del: (scopeId, key) => st.del.run(scopeId, key),
       lastSeq: () => st.lastSeq.get() ?? 0,
       dropLog: (upTo) => st.dropLog.run(upTo),
-    }, opts.foldAt ?? 50_000);
+    }, opts);
     this.loadNames();
     this.migrateOldRows();
     // The log is what was not folded before the last stop: back into memory, in order, the latest row winning.
