@@ -152,8 +152,11 @@ export = function (RED: NodeAPI) {
     const unavailable = (why: string) => failure('unknown', 503, 'STORE_UNAVAILABLE', why);
 
     const emit = (result: WebhookResult) => {
-      if (result.updates.length === 0 && result.unmatched.length === 0) return;
-      node.send([result.updates as unknown as NodeMessageInFlow[], result.unmatched as unknown as NodeMessageInFlow[]]);
+      // One send per message, in the same order as one send of them all. Node-RED deep-copies every message of a
+      // send() after its first: ~7 ms per 1000-member message, 150 ms for the 20 removal messages of a completing
+      // page in the benchmark. Each message here is built on objects of its own, so there is nothing to copy.
+      for (const m of result.updates) node.send([m as unknown as NodeMessageInFlow, null] as never);
+      for (const m of result.unmatched) node.send([null, m as unknown as NodeMessageInFlow] as never);
     };
 
     // ---- endpoint mode: our own route on RED.httpNode ----------------------------------------------------------

@@ -82,8 +82,8 @@ function split(profile: IdentityProfile): { user: UserIdentities; device: Device
 const isEmpty = (o: object) => Object.keys(o).length === 0;
 
 /**
- * Decides where each member goes, for a whole page at once: one `lookup` call (one identity-store round trip) for
- * every member, never one per member.
+ * Decides where each member goes, for a list of members at once (a page, or a chunk of the removals a completing page
+ * found): one `lookup` call (one identity-store round trip) for all of them, never one per member.
  * - MPID first: the member's own `$mparticle_user_id`, else the MPID of the profile the identity store finds for its
  *   distinct ID or e-mail (what `identity-resolve` learnt). The batch gets `mpid` and the profile's known user
  *   identities. When the member's MPID and the profile disagree, the member's MPID wins and the other profile's

@@ -107,6 +107,24 @@ describe('mixpanel-cohort-in (real Node-RED, real HTTP)', function () {
     expect(out.length).to.equal(before);
   });
 
+  it('a completing page with 2,500 removals sends them in order, 1000 per message, each message on objects of its own', async () => {
+    await load();
+    const out = collect('out1');
+    const old = Array.from({ length: 2500 }, (_, i) => member(`old-${i}`, String(1000 + i)));
+    expect((await post(page('members', 'A', 1, 1, old))).status).to.equal(200);
+    await waitFor(() => out.length === 3, 5000, 'first export');
+    out.length = 0;
+    expect((await post(page('members', 'B', 1, 1, [member('new', '1')]))).status).to.equal(200);
+    await waitFor(() => out.length === 4, 5000, 'completion');
+    expect(out.map((m) => [m.cohort.change, m.payload.length])).to.deep.equal([['add', 1], ['remove', 1000], ['remove', 1000], ['remove', 500]]);
+    expect(out.flatMap((m) => m.payload.map((b: Any) => b.mpid))).to.deep.equal(['1', ...old.map((m) => m.$mparticle_user_id)]);
+    // A flow that changes one message changes no other.
+    out[1].cohort.page = 99;
+    out[1].payload[0].user_identities.customer_id = 'changed';
+    expect(out[2].cohort.page).to.equal(1);
+    expect(out[2].payload.some((b: Any) => b.user_identities.customer_id)).to.equal(false);
+  });
+
   it('keeps membership across a restart on the same SQLite file', async () => {
     const file = path.join(tempDir(), 'cohorts.db');
     await load({}, { backend: 'sqlite', path: file });

@@ -163,6 +163,39 @@ describe('cohort core: identity', () => {
     expect((r2.updates[0].payload as Any[]).map((b) => b.mpid)).to.deep.equal(['3']);
     expect((r2.unmatched[0].payload as Any).members.map((m: Any) => m.mixpanel_distinct_id)).to.deep.equal(['y']);
   });
+
+  it('removals beyond one message are resolved 1000 at a time, letting the event loop turn in between; a failing chunk loses nothing', async () => {
+    const cohorts = new MemoryCohortStore();
+    const ids = new MemoryIdentityStore();
+    const old = Array.from({ length: 2500 }, (_, i) => ({ mixpanel_distinct_id: `old-${i}`, $mparticle_user_id: String(1000 + i) }));
+    await ids.learn([{ mpid: '1', distinct_id: 'new' }], 1);
+    await processWebhook(req(page('members', old, { mixpanel_session_id: 'A' })), ctx(cohorts));
+    // The next export lists one member: it completes with 1 addition and 2,500 removals.
+    const sizes: number[] = [];
+    const turned: boolean[] = [];
+    let turn = false;
+    const c = {
+      ...ctx(cohorts),
+      lookup: async (l: IdentityMap[]) => {
+        sizes.push(l.length);
+        turned.push(turn);
+        turn = false;
+        setImmediate(() => { turn = true; }); // set only if the event loop gets a turn before the next lookup
+        if (sizes.length === 2) throw new Error('redis down');
+        return ids.resolve(l);
+      },
+    };
+    const r = await processWebhook(req(page('members', [{ mixpanel_distinct_id: 'new' }], { mixpanel_session_id: 'B' })), c);
+    expect(sizes).to.deep.equal([1000, 1000, 501]);
+    expect(turned).to.deep.equal([false, true, true]);
+    expect(r.status).to.equal(200);
+    expect(r.error?.code).to.equal('STORE_UNAVAILABLE');
+    const out = r.updates.map((m) => [m.cohort.change, (m.payload as Any[]).map((b) => b.mpid)]);
+    expect(out.map(([change, mpids]) => [change, mpids.length])).to.deep.equal([['add', 1], ['remove', 1000], ['remove', 1000], ['remove', 500]]);
+    // Every member is there once, in order, the failed chunk included (members carry their own MPID).
+    expect(out.flatMap(([, mpids]) => mpids)).to.deep.equal(['1', ...old.map((m) => m.$mparticle_user_id)]);
+    expect(r.counts).to.include({ added: 1, removed: 2500, complete: true });
+  });
 });
 
 describe('cohort core: auth', () => {

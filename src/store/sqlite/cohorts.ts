@@ -48,6 +48,12 @@ const toRef = (r: MemberRow): CohortMemberRef => {
 type LoggedMember = [string | null, string | null, number];
 
 /**
+ * A logged member's seen_gen (the last element of its JSON) without parsing the rest: the sweep looks at every member
+ * waiting in memory (up to ~100,000), and parsing each whole cost ~45 ms of the completing page.
+ */
+const seenGenOf = (data: string): number => Number(data.slice(data.lastIndexOf(',') + 1, -1));
+
+/**
  * The embedded default. One IMMEDIATE transaction per webhook page and prepared statements only: a 1000-member
  * page is one transaction, no per-member round trip and no per-member fsync.
  *
@@ -185,9 +191,9 @@ export class SqliteCohortStore implements CohortStore {
   private sweep(cohortKey: string, gen: number): CohortMemberRef[] {
     const removed: CohortMemberRef[] = [];
     for (const [distinctId, data] of this.log.entries(cohortKey)) {
-      if (data === null) continue;
-      const [mpid, email, seen] = JSON.parse(data) as LoggedMember;
-      if (seen < gen) removed.push(toRef({ distinct_id: distinctId, mpid, email }));
+      if (data === null || seenGenOf(data) >= gen) continue;
+      const [mpid, email] = JSON.parse(data) as LoggedMember;
+      removed.push(toRef({ distinct_id: distinctId, mpid, email }));
     }
     for (const [distinctId, mpid, email] of this.st.stale.all(cohortKey, gen)) {
       if (this.log.get(cohortKey, distinctId) === undefined) removed.push(toRef({ distinct_id: distinctId, mpid, email }));
