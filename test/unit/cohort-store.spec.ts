@@ -292,3 +292,89 @@ describe('cohort store: SQLite, an export completing while a fold round is half 
     }
   });
 });
+
+describe('cohort store: SQLite, members an export only confirms', () => {
+  afterEach(() => cleanupTempDirs());
+  const count = (db: Database.Database, sql: string) => (db.prepare(sql).pluck().get() as number);
+
+  it('are not written again: one coh_seen row per page until the export is swept, and the removals are right', async () => {
+    const db = new Database(path.join(tempDir(), 's.db'));
+    try {
+      const s = new SqliteCohortStore(db, { foldAt: 4 });
+      const members = ['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => m(id, String(100 + i)));
+      await s.stageMembersPage('p/c', 'A', 1, 1, members, 1);
+      (s as unknown as { foldAll(): void }).foldAll();
+      expect(count(db, 'SELECT count(*) FROM coh_members_log')).to.equal(0);
+      // Export B lists a–d unchanged (two pages), e with a new MPID, and not f.
+      await s.stageMembersPage('p/c', 'B', 1, 3, members.slice(0, 2), 2);
+      await s.stageMembersPage('p/c', 'B', 2, 3, members.slice(2, 4), 3);
+      expect(count(db, 'SELECT count(*) FROM coh_seen')).to.equal(2);
+      expect(count(db, 'SELECT count(*) FROM coh_members_log'), 'nothing logged for a–d').to.equal(0);
+      const last = await s.stageMembersPage('p/c', 'B', 3, 3, [m('e', '999')], 4);
+      expect(last.removed).to.deep.equal([m('f', '105')]);
+      expect(last.added).to.deep.equal([]);
+      expect(count(db, 'SELECT count(*) FROM coh_seen'), 'swept: its confirmations go').to.equal(0);
+      expect((await s.members('p/c', undefined, 10)).map((r) => [r.distinctId, r.mpid])).to.deep.equal(
+        [['a', '100'], ['b', '101'], ['c', '102'], ['d', '103'], ['e', '999']]);
+      // The next export still knows who B confirmed: it lists only a, so b–e go.
+      const next = await s.stageMembersPage('p/c', 'C', 1, 1, [members[0]], 5);
+      expect(ids(next.removed)).to.deep.equal(['b', 'c', 'd', 'e']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('survive a restart in the middle of an export, and a page that rolls back leaves none behind', async () => {
+    const file = path.join(tempDir(), 'r.db');
+    let db = new Database(file);
+    try {
+      let s = new SqliteCohortStore(db, { foldAt: 4 });
+      await s.stageMembersPage('p/c', 'A', 1, 1, ['a', 'b', 'c'].map((id) => m(id)), 1);
+      await s.stageMembersPage('p/c', 'B', 1, 3, [m('a')], 2);
+      db.close();
+      db = new Database(file);
+      s = new SqliteCohortStore(db, { foldAt: 4 });
+      // Page 2 fails after confirming b (its coh_seen row is refused): nothing of it may count.
+      db.exec(`CREATE TEMP TRIGGER refuse BEFORE INSERT ON coh_seen BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+      let failed: unknown;
+      try { await s.stageMembersPage('p/c', 'B', 2, 3, [m('b')], 3); } catch (err) { failed = err; }
+      expect((failed as Error)?.message).to.equal('disk full');
+      db.exec('DROP TRIGGER refuse');
+      // Mixpanel sends page 2 again, now without b (say b left meanwhile), then page 3.
+      await s.stageMembersPage('p/c', 'B', 2, 3, [], 4);
+      const last = await s.stageMembersPage('p/c', 'B', 3, 3, [m('c')], 5);
+      expect(ids(last.removed)).to.deep.equal(['b']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a file from before slots: its members get one when next seen, and sweeps stay right', async () => {
+    const file = path.join(tempDir(), 'old.db');
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE coh_cohorts (cohort TEXT PRIMARY KEY, gen INTEGER NOT NULL DEFAULT 0, done_gen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+      CREATE TABLE coh_members (cohort TEXT NOT NULL, distinct_id TEXT NOT NULL, mpid TEXT, email TEXT,
+        seen_gen INTEGER NOT NULL, PRIMARY KEY (cohort, distinct_id)) WITHOUT ROWID;
+      CREATE TABLE coh_members_log (seq INTEGER PRIMARY KEY, cohort TEXT NOT NULL, distinct_id TEXT NOT NULL, data TEXT);
+      INSERT INTO coh_cohorts VALUES ('p/c', 1, 1);
+      INSERT INTO coh_members VALUES ('p/c', 'a', '1', NULL, 1), ('p/c', 'b', '2', NULL, 1), ('p/c', 'c', '3', NULL, 1);
+      INSERT INTO coh_members_log (cohort, distinct_id, data) VALUES ('p/c', 'd', '["4",null,1]');`);
+    old.close();
+    const db = new Database(file);
+    try {
+      const s = new SqliteCohortStore(db, { foldAt: 4 });
+      // Export 2 lists a, b and d: c goes; nothing is new.
+      const r2 = await s.stageMembersPage('p/c', 'X', 1, 1, [m('a', '1'), m('b', '2'), m('d', '4')], 1);
+      expect(r2.added).to.deep.equal([]);
+      expect(ids(r2.removed)).to.deep.equal(['c']);
+      (s as unknown as { foldAll(): void }).foldAll();
+      expect(count(db, 'SELECT count(*) FROM coh_members WHERE slot IS NULL'), 'each member seen has a slot now').to.equal(0);
+      // Export 3, now by slot: lists a only.
+      const r3 = await s.stageMembersPage('p/c', 'Y', 1, 1, [m('a', '1')], 2);
+      expect(ids(r3.removed)).to.deep.equal(['b', 'd']);
+    } finally {
+      db.close();
+    }
+  });
+});
