@@ -1,5 +1,5 @@
 import { SyncError, formatPath, type ErrorCode } from '../errors';
-import { COHORT_ACTIONS, CohortWebhookBody, type CohortAction, type CohortWebhookReply } from '../schemas/cohort-webhook';
+import { COHORT_ACTIONS, parseCohortWebhookBody, type CohortAction, type CohortWebhookReply } from '../schemas/cohort-webhook';
 import type { CohortMemberRef, CohortStore } from '../store/cohort-store';
 import { checkAuth, type AuthSecrets } from './auth';
 import { memberRef, resolveMembers, type IdentityLookup, type Resolution } from './identity';
@@ -125,7 +125,7 @@ export async function handleWebhook(req: WebhookRequest, ctx: WebhookContext): P
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     return failure(action, 400, 'WEBHOOK_INVALID', 'the request body must be a JSON object with action and parameters');
   }
-  const checked = CohortWebhookBody.safeParse(raw);
+  const checked = parseCohortWebhookBody(raw);
   if (!checked.success) {
     return failure(action, 400, 'WEBHOOK_INVALID', describeIssue(raw, checked.error.issues[0]));
   }
