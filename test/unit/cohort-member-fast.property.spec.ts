@@ -43,7 +43,7 @@ describe('cohort members without zod (property): the same as the schema, or decl
       expect(fast).to.deep.equal(slow.data);
       expect(Object.keys(fast)).to.deep.equal(Object.keys(slow.data!));
     }), { numRuns: 2000 });
-    expect(accepted, 'the generator reaches the fast path').to.be.greaterThan(200);
+    expect(accepted, 'the generator reaches the fast path (~10 % of members)').to.be.greaterThan(100);
   });
 
   it('a whole body parses to the same value or the same first error either way', () => {
