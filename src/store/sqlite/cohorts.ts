@@ -264,9 +264,9 @@ export class SqliteCohortStore implements CohortStore {
   /**
    * Removes the members an export did not list (seen before generation `gen` and not confirmed since), in the
    * completing page's transaction: those waiting in memory are judged by their latest state there, the others by
-   * their row (one scan of the cohort), and each removal is logged like any other change. Folding everything first and then deleting in one
-   * statement held the event loop ~0.8 s per 1M-member export, most of it writing back members the export had only
-   * confirmed.
+   * their row (one scan of the cohort), and each removal is logged like any other change. Folding everything first
+   * and then deleting in one statement held the event loop ~0.8 s per 1M-member export, most of it writing back
+   * members the export had only confirmed.
    */
   private sweep(cohortKey: string, gen: number): CohortMemberRef[] {
     const removed: CohortMemberRef[] = [];
