@@ -160,14 +160,17 @@ export class SqliteCohortStore implements CohortStore {
 
   /**
    * Runs a page in one transaction (LogFold's). `page` collects what upsert decides: slots handed out and members
-   * confirmed unchanged, which are stored at the end (one row for the whole page).
+   * confirmed unchanged, which are stored at the end (one row for the whole page) and kept in memory.
    */
   private pageTransaction<T>(cohortKey: string, fn: (page: PageWork) => T): T {
     return this.log.transaction(() => {
       const page: PageWork = { gen: 0, nextSlot: -1, confirmed: [] };
       const out = fn(page);
       if (page.nextSlot >= 0) this.st.setNextSlot.run(page.nextSlot, cohortKey);
-      if (page.confirmed.length) this.st.addSeen.run(cohortKey, page.gen, encodeSlots(page.confirmed));
+      if (page.confirmed.length) {
+        this.st.addSeen.run(cohortKey, page.gen, encodeSlots(page.confirmed));
+        this.confirmed.add(cohortKey, page.gen, page.confirmed);
+      }
       return out;
     }, () => this.loadConfirmed());
   }
@@ -189,10 +192,7 @@ export class SqliteCohortStore implements CohortStore {
     const email = m.email ?? null;
     const slot = before ? slotOf(before) : null;
     if (before && slot !== null && before[0] === mpid && before[1] === email) {
-      if (genOf(before) < page.gen) {
-        page.confirmed.push(slot);
-        this.confirmed.add(cohortKey, page.gen, [slot]); // now: this page's own sweep must see it
-      }
+      if (genOf(before) < page.gen) page.confirmed.push(slot);
       return false;
     }
     if (page.nextSlot < 0) page.nextSlot = this.st.nextSlot.get(cohortKey) ?? 0;
@@ -249,8 +249,9 @@ export class SqliteCohortStore implements CohortStore {
         const doneGen = st.cohort.get(cohortKey)!.done_gen;
         if (session.gen > doneGen) {
           st.setDone.run(session.gen, cohortKey);
+          this.confirmed.add(cohortKey, work.gen, work.confirmed); // this page's own, before its sweep
           removed = this.sweep(cohortKey, session.gen);
-          // Swept: no later sweep asks about this generation or an earlier one.
+          // Swept: no later sweep asks about this generation or an earlier one, so nothing of it is stored.
           st.dropSeen.run(cohortKey, session.gen);
           this.confirmed.drop(cohortKey, session.gen);
           work.confirmed.length = 0;
