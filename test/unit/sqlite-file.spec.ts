@@ -97,6 +97,38 @@ describe('SQLite store file', function () {
     }
   });
 
+  it('stops checkpointing on the main thread once the WAL is all copied back and nothing is written', async () => {
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID');
+    // Counts the checkpoints this connection (the main thread's) runs.
+    let mainCheckpoints = 0;
+    const pragma = db.pragma.bind(db);
+    db.pragma = ((source: string, options?: Database.PragmaOptions) => {
+      if (source.startsWith('wal_checkpoint')) mainCheckpoints += 1;
+      return pragma(source, options);
+    }) as typeof db.pragma;
+    const ck = new BackgroundCheckpointer(db, file, { restartFrames: 200 });
+    try {
+      const put = db.prepare('INSERT OR REPLACE INTO t VALUES (?, ?)');
+      db.transaction(() => { for (let k = 0; k < 20000; k++) put.run(`k${(k * 2654435761) >>> 0}`, 'x'.repeat(100)); })();
+      // The worker copies the WAL back, then the main thread finds it all copied (once).
+      for (let i = 0; i < 100 && mainCheckpoints === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(mainCheckpoints, 'the main thread checked the copied WAL').to.equal(1);
+      // Nothing written for 600 ms: the WAL cannot start over, so there is nothing to do (it used to run every 50 ms).
+      await new Promise((r) => setTimeout(r, 600));
+      expect(mainCheckpoints).to.equal(1);
+      // A write starts the WAL over; a new stretch of writes is checked again.
+      for (let i = 0; i < 5; i++) db.transaction(() => { for (let k = 0; k < 3000; k++) put.run(`n${i}-${(k * 2654435761) >>> 0}`, 'y'.repeat(100)); })();
+      for (let i = 0; i < 100 && mainCheckpoints === 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(mainCheckpoints).to.be.above(1);
+    } finally {
+      await ck.close();
+      db.close();
+    }
+  });
+
   it('closing folds every log into its table: a file closed cleanly reads complete without them (older versions)', async () => {
     // Nothing is folded while open (foldAt far above what is written): everything waits in the logs until close.
     store = openSqliteStore(file, { foldAt: 1_000_000 });
