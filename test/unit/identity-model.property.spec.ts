@@ -5,6 +5,7 @@ import { parseIdentityInput } from '../../src/identity/parse';
 import type { IdentityMatch } from '../../src/identity/types';
 import { openMemoryStore } from '../../src/store/memory';
 import { openSqliteStore } from '../../src/store/sqlite';
+import type { SqliteIdentityStore } from '../../src/store/sqlite/identities';
 import type { SyncStore } from '../../src/store/types';
 import { cleanupTempDirs, tempDir } from '../helpers/node-red';
 
@@ -60,17 +61,25 @@ describe('property: the SQLite identity graph, folded and reopened, resolves lik
     const dir = tempDir();
     let run = 0;
     // foldAt 2: every learn is folded at once (reads hit the tables); 1,000,000: nothing is (reads hit memory, a
-    // reopen replays the log); 8: both, so a link in the table can point to a profile changed in memory.
-    await fc.assert(fc.asyncProperty(fc.constantFrom(2, 8, 1_000_000), fc.array(step, { minLength: 1, maxLength: 25 }), async (foldAt, steps) => {
+    // reopen replays the log); 8: both, so a link in the table can point to a profile changed in memory. With the
+    // worker, every resolve reads the tables on the read worker (read-worker.ts) and memory on the main thread.
+    await fc.assert(fc.asyncProperty(fc.constantFrom(2, 8, 1_000_000), fc.boolean(), fc.array(step, { minLength: 1, maxLength: 25 }), async (foldAt, worker, steps) => {
       const file = path.join(dir, `i${run++}.db`);
       const model = openMemoryStore();
-      let sqlite: SyncStore = openSqliteStore(file, { foldAt });
+      const openSqlite = async (): Promise<SyncStore> => {
+        const store = openSqliteStore(file, { foldAt, readWorkerFrom: worker ? 1 : undefined });
+        if (worker) expect(await (store.identities as SqliteIdentityStore).readerReady()).to.equal(true);
+        return store;
+      };
+      let sqlite = await openSqlite();
+      let onWorker = 0;
       try {
         let now = 1_700_000_000_000;
         for (const s of steps) {
           if (s.t === 'reopen') {
+            onWorker += (sqlite.identities as SqliteIdentityStore).answeredByWorker;
             await sqlite.close();
-            sqlite = openSqliteStore(file, { foldAt });
+            sqlite = await openSqlite();
             continue;
           }
           const items = parseIdentityInput(s.observations).items;
@@ -79,6 +88,8 @@ describe('property: the SQLite identity graph, folded and reopened, resolves lik
           expect(b.map((p) => p?.mpid ?? null)).to.deep.equal(a.map((p) => p?.mpid ?? null));
           expect(canonical(await sqlite.identities.resolve(LOOKUPS))).to.deep.equal(canonical(await model.identities.resolve(LOOKUPS)));
         }
+        onWorker += (sqlite.identities as SqliteIdentityStore).answeredByWorker;
+        expect(onWorker, 'resolves answered from the worker').to.equal(worker ? steps.filter((s) => s.t === 'learn').length : 0);
         expect(await sqlite.identities.profileCount()).to.equal(await model.identities.profileCount());
       } finally {
         await sqlite.close();

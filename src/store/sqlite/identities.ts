@@ -4,6 +4,7 @@ import { orderedEntries } from '../../identity/values';
 import type { IdentityMap, IdentityMatch, IdentityProfile, ProfileRecord } from '../../identity/types';
 import type { IdentityStore } from '../identity-store';
 import { LogFold, type LogFoldOptions } from './log-fold';
+import type { SqliteReadWorker } from './read-worker';
 
 /**
  * `id_public` is derived from `id_profiles`: the part of each profile that resolve returns (MPID and the current
@@ -53,22 +54,90 @@ function openIdentityTables(db: Database.Database): void {
 /** Link ids per resolve statement (one JSON array bound to one `json_each`). */
 const RESOLVE_CHUNK = 2000;
 
+export interface IdentityReadOptions {
+  /**
+   * Link ids in one resolve from which it reads on the worker (default 200; fewer cost less than the round trip).
+   * Tests use 1 so that every resolve does.
+   */
+  readWorkerFrom?: number;
+}
+
 /**
- * Links (`name:value` → profile key) and profiles (JSON) in two tables, plus `id_public` (above) for resolve; each
- * call is one transaction.
- *
- * Links and profiles are laid out for random keys (LogFold, log-fold.ts), as the audience sets are: learn appends its
- * changes to `id_log` and keeps them in memory, and they are folded into the tables in key order later. Written in
- * place, a learnt profile with four identities dirtied about six random B-tree pages (four links, the profile, its
- * public part), which set the speed of learn with scattered MPIDs. Reads look at memory first.
+ * The hot path of resolve: many link ids (a JSON array) → [index in the array, profile key, mpid, identities JSON] of
+ * those that are linked, in one statement; the JSON array is the outer loop (CROSS JOIN), each link and public row
+ * one primary-key search. Against one joined statement per identity reading the whole profile JSON: no per-statement
+ * overhead per lookup, and no parse of the links history.
  */
+const RESOLVE_MANY = `SELECT j.key, l.pkey, p.mpid, p.identities FROM json_each(?) AS j
+  CROSS JOIN id_links AS l ON l.link = j.value
+  CROSS JOIN id_public AS p ON p.pkey = l.pkey`;
+
+type ResolveRow = [index: number, key: string, mpid: string | null, identities: string];
+
+/** The statements the read worker runs (SqliteReadWorker), by name. */
+export const IDENTITY_READS = { resolveMany: RESOLVE_MANY };
+
+/** A resolve's link ids: each once, and where each lookup's identities (priority order) are among them. */
+interface ResolvePlan {
+  perLookup: Array<ReturnType<typeof orderedEntries>>;
+  ids: string[];
+  at: number[][];
+}
+
+function planResolve(lookups: IdentityMap[]): ResolvePlan {
+  const perLookup = lookups.map(orderedEntries);
+  const ids: string[] = [];
+  const slot = new Map<string, number>();
+  const at = perLookup.map((entries) => entries.map((e) => {
+    let i = slot.get(e[2]);
+    if (i === undefined) {
+      slot.set(e[2], (i = ids.length));
+      ids.push(e[2]);
+    }
+    return i;
+  }));
+  return { perLookup, ids, at };
+}
+
+/** Each lookup's match: its first identity, in priority order, whose id has a row (`rows` is by position in `ids`). */
+function matchesOf(plan: ResolvePlan, rows: Array<PublicRow | undefined>): Array<IdentityMatch | undefined> {
+  return plan.perLookup.map((entries, k): IdentityMatch | undefined => {
+    const where = plan.at[k];
+    for (let e = 0; e < entries.length; e++) {
+      const row = rows[where[e]];
+      if (row === undefined) continue;
+      const identities = typeof row[2] === 'string' ? JSON.parse(row[2]) as IdentityMap : { ...row[2] };
+      const profile: IdentityProfile = { key: row[0], identities };
+      if (row[1] !== null) profile.mpid = row[1];
+      return { profile, matchedBy: entries[e][0] };
+    }
+    return undefined;
+  });
+}
+
+/** The JSON arrays bound to RESOLVE_MANY for these ids, a chunk each. */
+function resolveChunks(ids: string[]): string[] {
+  const out: string[] = [];
+  for (let from = 0; from < ids.length; from += RESOLVE_CHUNK) out.push(JSON.stringify(ids.slice(from, from + RESOLVE_CHUNK)));
+  return out;
+}
+
 export class SqliteIdentityStore implements IdentityStore {
   private readonly st;
   private readonly view: IdentityView;
   /** Links and profiles not folded into their tables yet. */
   private readonly log: LogFold<Part>;
 
-  constructor(private readonly db: Database.Database, opts: LogFoldOptions = {}) {
+  /**
+   * @param reader statements on a worker thread (IDENTITY_READS), for big resolves; without it, or while it is not
+   *   running, every read is on this connection.
+   */
+  private readonly readWorkerFrom: number;
+  /** Resolves answered from the worker's rows (for tests). */
+  answeredByWorker = 0;
+
+  constructor(private readonly db: Database.Database, opts: LogFoldOptions & IdentityReadOptions = {}, private readonly reader?: SqliteReadWorker) {
+    this.readWorkerFrom = opts.readWorkerFrom ?? 200;
     openIdentityTables(db);
     this.st = {
       link: db.prepare<[string], { pkey: string }>('SELECT pkey FROM id_links WHERE link = ?'),
@@ -82,15 +151,7 @@ export class SqliteIdentityStore implements IdentityStore {
       log: db.prepare('INSERT INTO id_log (part, key, data) VALUES (?, ?, ?)'),
       lastSeq: db.prepare<[], number | null>('SELECT max(seq) FROM id_log').pluck(),
       dropLog: db.prepare('DELETE FROM id_log WHERE seq <= ?'),
-      // The hot path of resolve: many link ids (a JSON array) → [index in the array, profile key, mpid, identities
-      // JSON] of those that are linked, in one statement; the JSON array is the outer loop (CROSS JOIN), each link and
-      // public row one primary-key search. Against one joined statement per identity reading the whole profile JSON:
-      // no per-statement overhead per lookup, and no parse of the links history.
-      resolveMany: db.prepare<[string], [number, string, string | null, string]>(
-        `SELECT j.key, l.pkey, p.mpid, p.identities FROM json_each(?) AS j
-           CROSS JOIN id_links AS l ON l.link = j.value
-           CROSS JOIN id_public AS p ON p.pkey = l.pkey`,
-      ).raw(),
+      resolveMany: db.prepare<[string], ResolveRow>(RESOLVE_MANY).raw(),
     };
     const st = this.st;
     const log = new LogFold<Part>(db, {
@@ -132,62 +193,75 @@ export class SqliteIdentityStore implements IdentityStore {
   /**
    * Same rule as resolveWith (plan.ts): the lookup's identities in priority order, the first one linked to a profile
    * wins. All link ids of the array are looked up first: those in memory (not folded yet) there, the rest a chunk per
-   * statement, inside one read transaction (the whole array sees one snapshot); each match parses only the profile's
-   * public part, into an object of its own.
+   * statement, all against one state of the store; each match parses only the profile's public part, into an object
+   * of its own.
+   *
+   * A big array's statements run on the read worker, off the event loop. Its connection sees the file, not this
+   * store's memory, so its rows are used only if no write transaction began while it read: then memory and tables
+   * are still what they were when the ids were split between them, and the answer is the one a read here would have
+   * given. Otherwise (or if the worker fails) the array is read again here.
    */
   async resolve(lookups: IdentityMap[]): Promise<Array<IdentityMatch | undefined>> {
-    const perLookup = lookups.map(orderedEntries);
-    const ids: string[] = [];
-    const slot = new Map<string, number>();
-    // Per lookup, the position in `ids` of each of its identities (priority order).
-    const at = perLookup.map((entries) => entries.map((e) => {
-      let i = slot.get(e[2]);
-      if (i === undefined) {
-        slot.set(e[2], (i = ids.length));
-        ids.push(e[2]);
+    const plan = planResolve(lookups);
+    if (this.reader && plan.ids.length >= this.readWorkerFrom && this.reader.available()) {
+      const version = this.log.version;
+      const split = this.splitByMemory(plan.ids);
+      try {
+        const chunks = await this.reader.all('resolveMany', resolveChunks(split.inTable)) as ResolveRow[][];
+        if (this.log.version === version) {
+          this.rowsFromTable(split, chunks);
+          this.answeredByWorker += 1;
+          return matchesOf(plan, split.rows);
+        }
+      } catch {
+        // The worker failed or closed: read here.
       }
-      return i;
-    }));
-    // The profile each id in `ids` is linked to, if any.
+    }
+    return matchesOf(plan, this.db.transaction(() => {
+      const split = this.splitByMemory(plan.ids);
+      this.rowsFromTable(split, resolveChunks(split.inTable).map((json) => this.st.resolveMany.all(json)));
+      return split.rows;
+    })());
+  }
+
+  /**
+   * The rows of the ids whose link is in memory (with the profile's latest public part), and which ids only the
+   * tables know. Reads id_public for a linked profile that was not changed since the last fold.
+   */
+  private splitByMemory(ids: string[]): { rows: Array<PublicRow | undefined>; inTable: string[]; inTableAt: number[] } {
     const rows: Array<PublicRow | undefined> = new Array(ids.length);
-    const log = this.log;
-    const { resolveMany, publicOf } = this.st;
-    // A profile changed since the last fold: its public part from memory (id_public has the folded one).
-    const latest = (key: string, folded: () => PublicRow | undefined): PublicRow | undefined => {
-      const m = log.get('profile', key);
-      if (m === undefined) return folded();
-      if (m === null) return undefined;
-      const p = JSON.parse(m) as ProfileRecord;
-      return [p.key, p.mpid ?? null, p.identities];
-    };
     const inTable: string[] = [];
     const inTableAt: number[] = [];
-    this.db.transaction(() => {
-      for (let i = 0; i < ids.length; i++) {
-        const key = log.get('link', ids[i]);
-        if (key === undefined) {
-          inTable.push(ids[i]);
-          inTableAt.push(i);
-        } else if (key !== null) rows[i] = latest(key, () => publicOf.get(key));
-      }
-      for (let from = 0; from < inTable.length; from += RESOLVE_CHUNK) {
-        for (const row of resolveMany.all(JSON.stringify(inTable.slice(from, from + RESOLVE_CHUNK)))) {
-          rows[inTableAt[from + row[0]]] = latest(row[1], () => [row[1], row[2], row[3]]);
-        }
-      }
-    })();
-    return perLookup.map((entries, k): IdentityMatch | undefined => {
-      const where = at[k];
-      for (let e = 0; e < entries.length; e++) {
-        const row = rows[where[e]];
-        if (row === undefined) continue;
-        const identities = typeof row[2] === 'string' ? JSON.parse(row[2]) as IdentityMap : { ...row[2] };
-        const profile: IdentityProfile = { key: row[0], identities };
-        if (row[1] !== null) profile.mpid = row[1];
-        return { profile, matchedBy: entries[e][0] };
-      }
-      return undefined;
+    for (let i = 0; i < ids.length; i++) {
+      const key = this.log.get('link', ids[i]);
+      if (key === undefined) {
+        inTable.push(ids[i]);
+        inTableAt.push(i);
+      } else if (key !== null) rows[i] = this.latest(key, () => this.st.publicOf.get(key));
+    }
+    return { rows, inTable, inTableAt };
+  }
+
+  /** Fills in the rows of the ids only the tables know, from RESOLVE_MANY's rows (a list per chunk). */
+  private rowsFromTable(split: { rows: Array<PublicRow | undefined>; inTableAt: number[] }, chunks: ResolveRow[][]): void {
+    chunks.forEach((chunk, c) => {
+      const from = c * RESOLVE_CHUNK;
+      for (const row of chunk) split.rows[split.inTableAt[from + row[0]]] = this.latest(row[1], () => [row[1], row[2], row[3]]);
     });
+  }
+
+  /** A linked profile's public part: from memory if it changed since the last fold (id_public has the folded one). */
+  private latest(key: string, folded: () => PublicRow | undefined): PublicRow | undefined {
+    const m = this.log.get('profile', key);
+    if (m === undefined) return folded();
+    if (m === null) return undefined;
+    const p = JSON.parse(m) as ProfileRecord;
+    return [p.key, p.mpid ?? null, p.identities];
+  }
+
+  /** Starts the read worker if it is not running; true once it answers, false if it cannot run (for tests). */
+  readerReady(): Promise<boolean> {
+    return this.reader ? this.reader.whenReady() : Promise.resolve(false);
   }
 
   /** Folds the log into id_links and id_profiles (at close). */

@@ -6,12 +6,13 @@ import type { SyncStore } from '../types';
 import { SqliteAudienceStore } from './audience';
 import { BackgroundCheckpointer } from './checkpointer';
 import { SqliteCohortStore } from './cohorts';
-import { SqliteIdentityStore } from './identities';
+import { IDENTITY_READS, SqliteIdentityStore, type IdentityReadOptions } from './identities';
 import type { LogFoldOptions } from './log-fold';
 import type { OutboxLocatorOptions } from './outbox-locator';
+import { SqliteReadWorker } from './read-worker';
 
 /** Thresholds of the in-memory parts; the defaults are the product's, tests shrink them. */
-export type SqliteStoreOptions = LogFoldOptions & OutboxLocatorOptions;
+export type SqliteStoreOptions = LogFoldOptions & OutboxLocatorOptions & IdentityReadOptions;
 
 /**
  * Holds `<file>-owner`, a tiny SQLite file locked exclusively for as long as this process has the store open: a second
@@ -40,7 +41,7 @@ function takeOwnership(file: string): Database.Database {
  * the outbox keep its claims in memory.
  *
  * Checkpoints run in a worker thread (`BackgroundCheckpointer`), not in the writing call: their fsync used to stall
- * the event loop for as long as the disk took.
+ * the event loop for as long as the disk took. Big identity resolves read on another (`SqliteReadWorker`).
  */
 export function openSqliteStore(file: string, opts: SqliteStoreOptions = {}): SyncStore {
   let db: Database.Database | undefined;
@@ -74,7 +75,9 @@ export function openSqliteStore(file: string, opts: SqliteStoreOptions = {}): Sy
   const checkpointer = new BackgroundCheckpointer(open, file);
   const audience = new SqliteAudienceStore(open, opts);
   const cohorts = new SqliteCohortStore(open, opts);
-  const identities = new SqliteIdentityStore(open, opts);
+  // Started by the first big resolve, if one ever comes (read-worker.ts).
+  const reader = new SqliteReadWorker(file, IDENTITY_READS);
+  const identities = new SqliteIdentityStore(open, opts, reader);
   return {
     backend: 'sqlite',
     audience,
@@ -94,6 +97,7 @@ export function openSqliteStore(file: string, opts: SqliteStoreOptions = {}): Sy
           identities.foldAll();
         } catch { /* left for the next open */ }
       }
+      await reader.close();
       await checkpointer.close();
       if (open.open) open.close();
       if (lock.open) lock.close();

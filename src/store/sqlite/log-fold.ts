@@ -66,6 +66,11 @@ export class LogFold<P extends number | string> {
   private undo: Array<() => void> = [];
 
   private readonly foldAt: number;
+  /**
+   * Write transactions begun so far (rolled back ones too). Unchanged across a stretch of time means neither memory
+   * nor the main table changed in it: what a read on another connection checks before it trusts its snapshot.
+   */
+  private transactions = 0;
 
   constructor(private readonly db: Database.Database, private readonly tables: FoldTables<P>, opts: LogFoldOptions = {}) {
     this.foldAt = opts.foldAt ?? 50_000;
@@ -73,6 +78,7 @@ export class LogFold<P extends number | string> {
 
   /** Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was. */
   transaction<T>(fn: () => T, onRollback?: () => void): T {
+    this.transactions += 1;
     this.undo = [];
     try {
       return this.db.transaction(fn).immediate();
@@ -199,6 +205,11 @@ export class LogFold<P extends number | string> {
     if (recent) yield* recent;
     const folding = this.folding?.get(part);
     if (folding) for (const e of folding) if (!recent?.has(e[0])) yield e;
+  }
+
+  /** Write transactions begun so far (see `transactions`). */
+  get version(): number {
+    return this.transactions;
   }
 
   /** Keys waiting in memory for a fold (for tests). */
