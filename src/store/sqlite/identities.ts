@@ -122,6 +122,15 @@ function resolveChunks(ids: string[]): string[] {
   return out;
 }
 
+/**
+ * Links (`name:value` → profile key) and profiles (JSON) in two tables, plus `id_public` (above) for resolve; each
+ * write is one transaction.
+ *
+ * Links and profiles are laid out for random keys (LogFold, log-fold.ts), as the audience sets are: learn appends its
+ * changes to `id_log` and keeps them in memory, and they are folded into the tables in key order later. Written in
+ * place, a learnt profile with four identities dirtied about six random B-tree pages (four links, the profile, its
+ * public part), which set the speed of learn with scattered MPIDs. Reads look at memory first.
+ */
 export class SqliteIdentityStore implements IdentityStore {
   private readonly st;
   private readonly view: IdentityView;
