@@ -137,14 +137,14 @@ export class SqliteIdentityStore implements IdentityStore {
   /** Links and profiles not folded into their tables yet. */
   private readonly log: LogFold<Part>;
 
-  /**
-   * @param reader statements on a worker thread (IDENTITY_READS), for big resolves; without it, or while it is not
-   *   running, every read is on this connection.
-   */
   private readonly readWorkerFrom: number;
   /** Resolves answered from the worker's rows (for tests). */
   answeredByWorker = 0;
 
+  /**
+   * @param reader statements on a worker thread (IDENTITY_READS), for big resolves; without it, or while it is not
+   *   running, every read is on this connection.
+   */
   constructor(private readonly db: Database.Database, opts: LogFoldOptions & IdentityReadOptions = {}, private readonly reader?: SqliteReadWorker) {
     this.readWorkerFrom = opts.readWorkerFrom ?? 200;
     openIdentityTables(db);
