@@ -4,7 +4,7 @@
 // keep-alive POST loop (the ceiling), all sending the same profile updates to the same sink in one run.
 //   --quick          smaller counts
 //   --json FILE      also write the figures as JSON (always written to bench/results/)
-//   --only a,b       run only these parts (audienceOut,audienceOutSingle,mixpanelImport,mixpanelNode,ceiling,
+//   --only a,b       run only these parts (audienceOut,audienceOutSingle,mixpanelImport,mixpanelNode,ceiling,ceilingClient,
 //                    rateLimited,burst,cohortIn,identityResolve)
 //   --cpu-prof       run node-red with --cpu-prof (profiles in bench/results/prof/)
 //   --mem-trace      sample node-red's memory every 250 ms (bench/results/mem/<part>-<time>.jsonl, phases in the log;
@@ -744,7 +744,7 @@ function table(r, meta) {
   const row = (cells) => lines.push(`| ${cells.join(' | ')} |`);
   lines.push(`Mode: ${meta.mode}; ${meta.cpus} CPUs (${meta.cpuModel}); Node ${process.version}; node-red ${meta.nodeRed}; mixpanel-import ${meta.mixpanelImport}; mixpanel ${meta.mixpanel}; load average before: ${meta.load}. Local sink on 127.0.0.1 (own process).`);
   lines.push('');
-  if (['audienceOut', 'audienceOutSingle', 'mixpanelImport', 'mixpanelNode', 'ceiling', 'ceilingAxios'].some((k) => r[k])) {
+  if (['audienceOut', 'audienceOutSingle', 'mixpanelImport', 'mixpanelNode', 'ceiling', 'ceilingClient'].some((k) => r[k])) {
     row(['sender', 'N', 'updates/s', 'requests / 1000', 'p50 ms', 'p99 ms', 'peak RSS MB', 'CPU s / 100k', 'event loop held, max / p99 ms', 'delivered']);
     row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']);
   }
@@ -758,7 +758,7 @@ function table(r, meta) {
   line('mixpanel-import 3.1.43, defaults', r.mixpanelImport, SIZES.importN);
   line('mixpanel 0.24.0 people.set, 64 in flight', r.mixpanelNode, SIZES.official);
   line('ceiling: undici keep-alive POST loop, 2000/batch, 8 conc', r.ceiling, SIZES.ceiling);
-  line('ceiling: same loop with axios (this package\'s client)', r.ceilingAxios, SIZES.ceiling);
+  line('ceiling: same loop through this package\'s own client (node:http)', r.ceilingClient, SIZES.ceiling);
   lines.push('');
   const rl = r.rateLimited;
   if (rl) {
@@ -863,7 +863,7 @@ async function main() {
   try {
     pack();
     await part('ceiling', () => benchPeer(sink, 'ceiling', 'ceiling', SIZES.ceiling, {}));
-    await part('ceilingAxios', () => benchPeer(sink, 'ceilingAxios', 'ceiling-axios', SIZES.ceiling, {}));
+    await part('ceilingClient', () => benchPeer(sink, 'ceilingClient', 'ceiling-client', SIZES.ceiling, {}));
     await part('audienceOut', () => benchAudienceOut(sink, 'audienceOut', { n: SIZES.audienceOut, perMsg: PER_MSG, shape: 'firehose', window: Number(opt('--window') || 16) }));
     await part('audienceOutSingle', async () => {
       const x = await benchAudienceOut(sink, 'audienceOutSingle', { n: SIZES.single, perMsg: 1, shape: 'plain', window: 4000 });
