@@ -68,3 +68,10 @@ if (file && allocSec > 0) {
     });
   }, allocSec * 1000).unref();
 }
+
+// BENCH_HEAP_SNAPSHOT_AT=<seconds>[,<seconds>…]: write a heap snapshot (after a full GC: live objects only) at those
+// times after start, next to the trace (<trace>.<seconds>s.heapsnapshot); bench/tools/heap-summary.js reads one.
+for (const at of String(process.env.BENCH_HEAP_SNAPSHOT_AT || '').split(',').filter(Boolean).map(Number)) {
+  if (!file) break;
+  setTimeout(() => require('node:v8').writeHeapSnapshot(`${file}.${at}s.heapsnapshot`), at * 1000).unref();
+}
