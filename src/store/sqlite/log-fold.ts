@@ -21,6 +21,13 @@ export interface LogFoldOptions {
    * use tiny values so that every path runs.
    */
   foldAt?: number;
+  /**
+   * Keys folded per key written while a round runs (default 2). The round's generation stays in memory until it is
+   * all folded, so the more per write, the sooner it goes: a round of foldAt keys lasts foldAt / foldPerWrite writes,
+   * and memory holds foldAt × (1/2 + 1/foldPerWrite) keys on average. The fold's work is the same either way (each
+   * key is written once per round); it is only done in fewer, larger helpings.
+   */
+  foldPerWrite?: number;
 }
 
 /** part → key → state. */
@@ -66,6 +73,7 @@ export class LogFold<P extends number | string> {
   private undo: Array<() => void> = [];
 
   private readonly foldAt: number;
+  private readonly foldPerWrite: number;
   /**
    * Write transactions begun so far (rolled back ones too). Unchanged across a stretch of time means neither memory
    * nor the main table changed in it: what a read on another connection checks before it trusts its snapshot.
@@ -74,6 +82,7 @@ export class LogFold<P extends number | string> {
 
   constructor(private readonly db: Database.Database, private readonly tables: FoldTables<P>, opts: LogFoldOptions = {}) {
     this.foldAt = opts.foldAt ?? 50_000;
+    this.foldPerWrite = opts.foldPerWrite ?? 2;
   }
 
   /** Runs `fn` in one IMMEDIATE transaction; if it throws, the in-memory side is put back as it was. */
@@ -182,12 +191,12 @@ export class LogFold<P extends number | string> {
   }
 
   /**
-   * Folds in proportion to the writes a transaction just made: two keys per write, and at least 32, so folding keeps
-   * pace with writing. (With a tiny foldAt the floor is a quarter of it, so that tests see rounds that span several
-   * transactions, as rounds of 50,000 keys do.)
+   * Folds in proportion to the writes a transaction just made: `foldPerWrite` keys per write, and at least 32, so
+   * folding keeps pace with writing. (With a tiny foldAt the floor is a quarter of it, so that tests see rounds that
+   * span several transactions, as rounds of 50,000 keys do.)
    */
   step(writes: number): void {
-    this.fold(Math.max(Math.min(32, Math.ceil(this.foldAt / 4)), 2 * writes));
+    this.fold(Math.max(Math.min(32, Math.ceil(this.foldAt / 4)), this.foldPerWrite * writes));
   }
 
   /**
