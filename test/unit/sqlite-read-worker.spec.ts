@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
@@ -8,6 +6,7 @@ import { parseIdentityInput } from '../../src/identity/parse';
 import { openSqliteStore } from '../../src/store/sqlite';
 import { IDENTITY_READS, SqliteIdentityStore } from '../../src/store/sqlite/identities';
 import { SqliteReadWorker } from '../../src/store/sqlite/read-worker';
+import { cleanupTempDirs, tempDir } from '../helpers/node-red';
 
 const T0 = 1_700_000_000_000;
 
@@ -18,21 +17,19 @@ const T0 = 1_700_000_000_000;
  */
 describe('SQLite identity resolve on the read worker', function () {
   this.timeout(60000);
-  let dir: string;
   let file: string;
   let db: Database.Database | undefined;
   let reader: SqliteReadWorker | undefined;
 
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-read-worker-'));
-    file = path.join(dir, 'sync.db');
+    file = path.join(tempDir('mp-read-worker-'), 'sync.db');
   });
   afterEach(async () => {
     await reader?.close();
     db?.close();
     reader = undefined;
     db = undefined;
-    fs.rmSync(dir, { recursive: true, force: true });
+    cleanupTempDirs();
   });
 
   /** The identity store on a WAL file, as openSqliteStore makes it, with a worker that every resolve uses. */
